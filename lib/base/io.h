@@ -1,0 +1,37 @@
+// EINTR-safe whole-buffer I/O and small file helpers.  Each throws SysError naming
+// the path or the `what` it was given.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/fd.h"
+
+namespace kindling {
+
+// open(2) with O_CLOEXEC; throws SysError("open PATH").
+UniqueFd open_file(const std::string& path, int flags, mode_t mode = 0644);
+
+// Reads exactly n bytes unless EOF comes first; returns bytes read.
+size_t read_full(int fd, void* buf, size_t n, const std::string& what);
+size_t pread_full(int fd, void* buf, size_t n, off_t off, const std::string& what);
+void write_full(int fd, const void* buf, size_t n, const std::string& what);
+void pwrite_full(int fd, const void* buf, size_t n, off_t off, const std::string& what);
+
+std::string read_file(const std::string& path);
+std::vector<uint8_t> read_file_bytes(const std::string& path);
+
+// Writes `data` to `path` atomically: temp file in the same directory, fsync,
+// rename, fsync of the directory.  Readers see the old or the new file, never a
+// partial one; a failure leaves no temp file behind.
+void write_file_atomic(const std::string& path, std::string_view data, mode_t mode = 0644);
+
+void fsync_dir(const std::string& dir);
+std::string dirname_of(const std::string& path);
+
+}  // namespace kindling

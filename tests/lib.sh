@@ -1,0 +1,48 @@
+# Shared helpers for tests/cli/*.sh.  Each test sources this file, runs in its own
+# temp dir ($T), and exits 0 (pass), 1 (fail) or 77 (skip, with the reason printed).
+set -u
+
+O=${O:-build}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BIN=$ROOT/$O/bin
+GUEST=$ROOT/$O/guest
+T=$(mktemp -d "${TMPDIR:-/tmp}/kindling-test.XXXXXX")
+PIDS=""
+
+cleanup() {
+    for p in $PIDS; do kill "$p" 2>/dev/null; done
+    for p in $PIDS; do wait "$p" 2>/dev/null; done
+    rm -rf "$T"
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+skip() { echo "SKIP: $*" >&2; exit 77; }
+
+need_kvm() {
+    [ -c /dev/kvm ] || skip "no /dev/kvm on this host"
+    [ -r /dev/kvm ] && [ -w /dev/kvm ] || skip "/dev/kvm not accessible to $(id -un)"
+}
+
+# Is the host's KVM PVM (no hardware virtualisation; guest ring 0 emulated)?
+is_pvm() {
+    [ -d /sys/module/kvm_pvm ] && return 0
+    ! grep -qE '\b(vmx|svm)\b' /proc/cpuinfo
+}
+
+# bg CMD...: run in the background, remember the pid for cleanup.
+bg() { "$@" & PIDS="$PIDS $!"; }
+
+# wait_for_file PATH [SECONDS]
+wait_for_file() {
+    i=0; n=$(( ${2:-5} * 100 ))
+    while [ ! -e "$1" ]; do
+        i=$((i + 1)); [ $i -gt $n ] && return 1
+        sleep 0.01
+    done
+}
+
+assert_eq() { [ "$1" = "$2" ] || fail "${3:-values differ}: expected '$2', got '$1'"; }
+assert_contains() {
+    case "$1" in *"$2"*) ;; *) fail "${3:-missing text}: '$2' not in: $1" ;; esac
+}
