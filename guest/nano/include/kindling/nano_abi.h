@@ -4,7 +4,8 @@
  *
  * A nano guest is a static x86-64 ELF.  fc-launch copies its PT_LOAD segments to
  * their physical addresses, identity-maps all guest RAM with user (U=1) 2 MiB pages
- * (page 0 is left unmapped to catch NULL), and starts it in 64-bit mode at CPL 3
+ * (page 0 included: PVM hosts need it mapped to handle ring-3 port I/O, so a NULL
+ * dereference does not fault), and starts it in 64-bit mode at CPL 3
  * with RFLAGS.IOPL=3, so port I/O works without a kernel.  There is no IDT and no
  * interrupts: a fault in the guest is a triple fault, which stops the VM.
  *

@@ -1,0 +1,428 @@
+#include "vmm/machine.h"
+
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <time.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cinttypes>
+#include <cstring>
+
+#include "base/error.h"
+#include "base/io.h"
+#include "base/log.h"
+#include "devices/interrupt.h"
+#include "kindling/nano_abi.h"
+#include "kvm/elf.h"
+#include "kvm/nano_boot.h"
+
+namespace kindling {
+
+namespace {
+
+// The signal used to kick a vCPU thread out of KVM_RUN or a blocking wait.
+int kick_signal() { return SIGRTMIN; }
+
+void install_kick_handler() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        struct sigaction sa {};
+        sa.sa_handler = [](int) {};
+        sigemptyset(&sa.sa_mask);
+        sa.sa_flags = 0;  // no SA_RESTART: blocking calls return EINTR
+        ::sigaction(kick_signal(), &sa, nullptr);
+    });
+}
+
+std::string hex(uint64_t v) {
+    char b[24];
+    std::snprintf(b, sizeof b, "0x%" PRIx64, v);
+    return b;
+}
+
+// Guest console bytes (serial THR and KN_PORT_WRITE) go straight to the console fd:
+// nothing is buffered in the VMM, so a crash loses no output.
+void console_write(int fd, const void* data, size_t len) {
+    try {
+        write_full(fd, data, len, "console");
+    } catch (const Error& e) {
+        log_debug("%s", e.what());
+    }
+}
+
+// Interrupt for nano guests: ends a KN_PORT_WAIT.
+class NanoInterrupt : public Interrupt {
+public:
+    NanoInterrupt(std::atomic<bool>& flag, EventLoop& loop) : flag_(flag), loop_(loop) {}
+    void trigger() override {
+        if (!flag_.exchange(true)) loop_.wake();
+    }
+
+private:
+    std::atomic<bool>& flag_;
+    EventLoop& loop_;
+};
+
+}  // namespace
+
+// The nano ports (KN_PORT_*), see nano_abi.h.
+class NanoPorts : public BusDevice {
+public:
+    explicit NanoPorts(Machine& m) : m_(m) {}
+    void read(uint64_t offset, uint8_t* data, size_t len) override { std::memset(data, 0xff, len); }
+    void write(uint64_t offset, const uint8_t* data, size_t len) override {
+        uint32_t v = 0;
+        std::memcpy(&v, data, len < 4 ? len : 4);
+        switch (KN_PORT_WRITE + offset) {
+        case KN_PORT_WRITE: {
+            kn_iovec iov{};
+            const uint8_t* p = nullptr;
+            if (!m_.mem_->read_obj(v, iov) || !(p = m_.mem_->host_ptr(iov.addr, iov.len))) {
+                m_.stop(kExitDataErr, "guest console write points outside guest memory (iovec at " + hex(v) +
+                                          ", buffer " + hex(iov.addr) + " + " + std::to_string(iov.len) + ")");
+                return;
+            }
+            console_write(m_.opts_.console_fd, p, iov.len);
+            break;
+        }
+        case KN_PORT_WAIT:
+            m_.nano_wait(v);
+            break;
+        case KN_PORT_EXIT:
+            m_.stop(static_cast<int>(v & 0xff), "guest exited with status " + std::to_string(v));
+            break;
+        case KN_PORT_READY:
+            log_verbose("guest is ready");
+            break;
+        default:
+            m_.stop(kExitDataErr, "guest wrote to unknown port " + hex(KN_PORT_WRITE + offset));
+        }
+    }
+
+private:
+    Machine& m_;
+};
+
+namespace {
+// Byte output at 0x3f8 for guests that only transmit.  (Full 16550 lives in
+// devices/serial once the linux path needs it.)
+class ConsoleOut : public BusDevice {
+public:
+    explicit ConsoleOut(int fd) : fd_(fd) {}
+    void read(uint64_t offset, uint8_t* data, size_t len) override {
+        // LSR (offset 5): transmitter empty, so polling drivers never spin.
+        std::memset(data, offset == 5 ? 0x60 : 0, len);
+    }
+    void write(uint64_t offset, const uint8_t* data, size_t len) override {
+        if (offset == 0) console_write(fd_, data, 1);
+    }
+
+private:
+    int fd_;
+};
+}  // namespace
+
+Machine::Machine(Options opts) : opts_(opts) {
+    stopped_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!stopped_fd_) throw_errno("eventfd");
+}
+
+Machine::~Machine() {
+    stop(exit_status_, stop_reason_.empty() ? "VMM shutting down" : stop_reason_);
+    for (auto& t : threads_)
+        if (t.joinable()) t.join();
+    if (device_thread_.joinable()) {
+        device_loop_.stop();
+        device_thread_.join();
+    }
+}
+
+void Machine::set_boot_source(const BootSource& b) {
+    std::lock_guard lk(mu_);
+    if (state_ != VmState::kNotStarted) throw UsageError("the boot source cannot change after the VM started");
+    config_.boot = b;
+}
+
+void Machine::set_machine_config(const MachineConfig& m) {
+    std::lock_guard lk(mu_);
+    if (state_ != VmState::kNotStarted) throw UsageError("the machine config cannot change after the VM started");
+    if (m.vcpu_count < 1 || m.vcpu_count > 32) throw ConfigError("vcpu_count must be between 1 and 32");
+    if (m.mem_size_mib < 1) throw ConfigError("mem_size_mib must be at least 1");
+    config_.machine = m;
+}
+
+MachineConfig Machine::machine_config() const {
+    std::lock_guard lk(mu_);
+    return config_.machine;
+}
+
+void Machine::set_drive(const DriveConfig& d) {
+    std::lock_guard lk(mu_);
+    if (state_ != VmState::kNotStarted) throw UsageError("drives cannot change after the VM started");
+    for (auto& e : config_.drives)
+        if (e.drive_id == d.drive_id) {
+            e = d;
+            return;
+        }
+    config_.drives.push_back(d);
+}
+
+void Machine::set_vsock(const VsockConfig& v) {
+    std::lock_guard lk(mu_);
+    if (state_ != VmState::kNotStarted) throw UsageError("the vsock device cannot change after the VM started");
+    if (v.guest_cid < 3) throw ConfigError("guest_cid must be 3 or more");
+    if (v.uds_path.empty()) throw ConfigError("uds_path must not be empty");
+    config_.vsock = v;
+}
+
+VmState Machine::state() const {
+    std::lock_guard lk(mu_);
+    return state_;
+}
+
+void Machine::start() {
+    {
+        std::lock_guard lk(mu_);
+        if (state_ != VmState::kNotStarted) throw UsageError("the VM has already been started");
+        if (config_.boot.kernel_image_path.empty()) throw ConfigError("no kernel or nano image configured");
+    }
+    build();
+    install_kick_handler();
+    {
+        std::lock_guard lk(mu_);
+        state_ = VmState::kRunning;
+    }
+    if (!nano_) device_thread_ = std::thread([this] { device_loop_.run(); });
+    for (size_t i = 0; i < vcpus_.size(); ++i) threads_.emplace_back([this, i] { vcpu_main(i); });
+}
+
+void Machine::build() {
+    const VmConfig& c = config_;
+    const std::string& path = c.boot.kernel_image_path;
+    uint64_t mem_bytes = c.machine.mem_size_mib << 20;
+
+    // Read and check the image before touching KVM: bad input fails fast.
+    ElfImage img;
+    bool is_elf = has_elf_magic(path);
+    if (c.boot.kind == GuestKind::kNano || (c.boot.kind == GuestKind::kAuto && is_elf)) {
+        img = read_elf(path);
+        nano_ = c.boot.kind == GuestKind::kNano || is_nano_image(img);
+    }
+    if (!nano_) throw ConfigError(path + ": linux guests are not supported by this build yet");
+    if (nano_ && c.machine.vcpu_count != 1) throw ConfigError("a nano guest runs on exactly one vCPU");
+
+    kvm_ = std::make_unique<Kvm>();
+    mem_ = std::make_unique<GuestMemory>(mem_bytes);
+    vm_ = std::make_unique<Vm>(*kvm_);
+    vm_->set_memory(*mem_, c.machine.track_dirty_pages);
+
+    build_devices();
+
+    NanoBootParams p;
+    p.cmdline = c.boot.boot_args;
+    p.tsc_khz = vm_->tsc_khz();
+    p.guest_cid = c.vsock ? c.vsock->guest_cid : 0;
+    for (size_t i = 0; i < virtio_.size(); ++i) {
+        kn_device d{};
+        d.mmio_base = KN_MMIO_BASE + i * KN_MMIO_STRIDE;
+        d.mmio_size = KN_MMIO_STRIDE;
+        p.devices.push_back(d);
+    }
+    NanoBootState st = setup_nano(*mem_, img, p);
+
+    for (uint32_t i = 0; i < c.machine.vcpu_count; ++i) {
+        auto v = std::make_unique<Vcpu>(*vm_, static_cast<int>(i));
+        v->set_cpuid(Vcpu::cpuid_for(*kvm_, static_cast<int>(i), static_cast<int>(c.machine.vcpu_count)));
+        kvm_sregs s = v->get_sregs();
+        kvm_regs r{};
+        apply_nano_boot_state(st, r, s);
+        v->set_sregs(s);
+        v->set_regs(r);
+        kvm_fpu fpu{};
+        fpu.fcw = 0x37f;
+        fpu.mxcsr = 0x1f80;
+        v->set_fpu(fpu);
+        vcpus_.push_back(std::move(v));
+    }
+}
+
+void Machine::build_devices() {
+    const int cfd = opts_.console_fd;
+    pio_bus_.add(0x3f8, 8, std::make_shared<ConsoleOut>(cfd));
+    if (nano_) pio_bus_.add(KN_PORT_WRITE, 0x10, std::make_shared<NanoPorts>(*this));
+}
+
+void Machine::vcpu_main(size_t index) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, kick_signal());
+    pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+    Vcpu& v = *vcpus_[index];
+    kvm_run* run = v.run_state();
+    try {
+        for (;;) {
+            if (parked_or_stopping()) break;
+            run->immediate_exit = 0;
+            if (!v.run()) continue;  // kicked
+            stats_.exits.fetch_add(1, std::memory_order_relaxed);
+            switch (run->exit_reason) {
+            case KVM_EXIT_IO:
+                handle_io(index);
+                break;
+            case KVM_EXIT_MMIO:
+                handle_mmio(index);
+                break;
+            case KVM_EXIT_SHUTDOWN: {
+                kvm_regs r = v.get_regs();
+                stop(kExitDataErr, "guest crashed: triple fault at rip " + hex(r.rip) + " (vCPU " +
+                                       std::to_string(index) + ")");
+                break;
+            }
+            case KVM_EXIT_HLT:
+                stop(0, "guest halted");
+                break;
+            case KVM_EXIT_SYSTEM_EVENT:
+                stop(0, "guest requested " + std::string(run->system_event.type == KVM_SYSTEM_EVENT_RESET ? "reset" : "shutdown"));
+                break;
+            case KVM_EXIT_FAIL_ENTRY:
+                stop(kExitSoftware, "KVM entry failed (hardware reason " + hex(run->fail_entry.hardware_entry_failure_reason) + ")");
+                break;
+            case KVM_EXIT_INTERNAL_ERROR: {
+                kvm_regs r = v.get_regs();
+                stop(kExitSoftware, "KVM internal error (suberror " + std::to_string(run->internal.suberror) +
+                                        ") at rip " + hex(r.rip));
+                break;
+            }
+            default:
+                stop(kExitSoftware, "unhandled KVM exit reason " + std::to_string(run->exit_reason));
+            }
+        }
+    } catch (const std::exception& e) {
+        stop(kExitSoftware, std::string("vCPU ") + std::to_string(index) + ": " + e.what());
+    }
+}
+
+void Machine::handle_io(size_t index) {
+    kvm_run* run = vcpus_[index]->run_state();
+    stats_.pio_exits.fetch_add(1, std::memory_order_relaxed);
+    auto* data = reinterpret_cast<uint8_t*>(run) + run->io.data_offset;
+    uint16_t port = run->io.port;
+    for (uint32_t i = 0; i < run->io.count; ++i, data += run->io.size) {
+        bool ok = run->io.direction == KVM_EXIT_IO_OUT ? pio_bus_.write(port, data, run->io.size)
+                                                       : pio_bus_.read(port, data, run->io.size);
+        if (!ok) {
+            if (run->io.direction == KVM_EXIT_IO_IN) std::memset(data, 0xff, run->io.size);
+            if (nano_) {
+                stop(kExitDataErr, std::string("guest ") + (run->io.direction == KVM_EXIT_IO_OUT ? "wrote to" : "read from") +
+                                       " unknown port " + hex(port));
+                return;
+            }
+        }
+    }
+}
+
+void Machine::handle_mmio(size_t index) {
+    kvm_run* run = vcpus_[index]->run_state();
+    stats_.mmio_exits.fetch_add(1, std::memory_order_relaxed);
+    auto& m = run->mmio;
+    bool ok = m.is_write ? mmio_bus_.write(m.phys_addr, m.data, m.len) : mmio_bus_.read(m.phys_addr, m.data, m.len);
+    if (!ok) {
+        if (!m.is_write) std::memset(m.data, 0xff, sizeof m.data);
+        if (nano_)
+            stop(kExitDataErr, std::string("guest ") + (m.is_write ? "wrote to" : "read from") + " unknown MMIO address " +
+                                   hex(m.phys_addr));
+    }
+}
+
+void Machine::nano_wait(uint32_t timeout_us) {
+    stats_.waits.fetch_add(1, std::memory_order_relaxed);
+    (void)timeout_us;
+    // Devices are wired in build_devices(); until a device raises an event the
+    // guest sleeps here.  With no devices a wait is just a timed sleep.
+    using clock = std::chrono::steady_clock;
+    auto deadline = timeout_us == KN_WAIT_FOREVER ? clock::time_point::max()
+                                                  : clock::now() + std::chrono::microseconds(timeout_us);
+    while (!device_event_.exchange(false)) {
+        if (stopping_.load() || pause_requested_.load()) return;
+        int ms = -1;
+        if (deadline != clock::time_point::max()) {
+            auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - clock::now()).count();
+            if (left <= 0) return;
+            ms = static_cast<int>((left + 999) / 1000);
+        }
+        device_loop_.run_once(ms);
+    }
+}
+
+bool Machine::parked_or_stopping() {
+    if (stopping_.load()) return true;
+    if (!pause_requested_.load()) return false;
+    std::unique_lock lk(mu_);
+    ++vcpus_parked_;
+    cv_.notify_all();
+    cv_.wait(lk, [&] { return !pause_requested_.load() || stopping_.load(); });
+    --vcpus_parked_;
+    return stopping_.load();
+}
+
+void Machine::kick_vcpus() {
+    for (size_t i = 0; i < vcpus_.size(); ++i) {
+        vcpus_[i]->run_state()->immediate_exit = 1;
+        if (i < threads_.size()) pthread_kill(threads_[i].native_handle(), kick_signal());
+    }
+    device_loop_.wake();
+}
+
+void Machine::pause() {
+    std::unique_lock lk(mu_);
+    if (state_ == VmState::kPaused) return;
+    if (state_ != VmState::kRunning) throw UsageError("the VM is not running");
+    pause_requested_ = true;
+    lk.unlock();
+    kick_vcpus();
+    lk.lock();
+    cv_.wait(lk, [&] { return vcpus_parked_ == vcpus_.size() || stopping_.load(); });
+    if (!stopping_.load()) state_ = VmState::kPaused;
+}
+
+void Machine::resume() {
+    std::lock_guard lk(mu_);
+    if (state_ == VmState::kRunning) return;
+    if (state_ != VmState::kPaused) throw UsageError("the VM is not paused");
+    pause_requested_ = false;
+    state_ = VmState::kRunning;
+    cv_.notify_all();
+}
+
+void Machine::send_ctrl_alt_del() {
+    if (state() != VmState::kRunning) throw UsageError("the VM is not running");
+    throw UsageError("SendCtrlAltDel needs a linux guest with an i8042 device");
+}
+
+void Machine::stop(int status, const std::string& reason) {
+    {
+        std::lock_guard lk(mu_);
+        if (stopping_.exchange(true)) return;
+        exit_status_ = status;
+        stop_reason_ = reason;
+        if (state_ != VmState::kNotStarted) state_ = VmState::kStopped;
+        cv_.notify_all();
+    }
+    kick_vcpus();
+    uint64_t one = 1;
+    (void)!::write(stopped_fd_.get(), &one, sizeof one);
+}
+
+int Machine::wait_for_exit() {
+    pollfd p{stopped_fd_.get(), POLLIN, 0};
+    while (::poll(&p, 1, -1) < 0 && errno == EINTR) {
+    }
+    for (auto& t : threads_)
+        if (t.joinable()) t.join();
+    return exit_status_;
+}
+
+}  // namespace kindling

@@ -1,0 +1,113 @@
+// A microVM: KVM VM + memory + devices + vCPU threads, built from a VmConfig and
+// driven through VmmControl (flags or the Firecracker-style API).
+//
+// Threads: one per vCPU; the caller's thread waits in wait_for_exit().  Device
+// backends (vsock host sockets) live in `device_loop_`: for nano guests the vCPU
+// thread services it while the guest blocks on KN_PORT_WAIT (no extra thread, no
+// cross-thread wakeup on the invoke path); for linux guests a device thread runs it
+// and interrupts go through irqfd.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/event_loop.h"
+#include "base/fd.h"
+#include "devices/bus.h"
+#include "kvm/guest_memory.h"
+#include "kvm/kvm.h"
+#include "vmm/vm_config.h"
+
+namespace kindling {
+
+class VirtioMmio;
+class Interrupt;
+
+// Exit counters, for benchmarks and --json.
+struct MachineStats {
+    std::atomic<uint64_t> exits{0};
+    std::atomic<uint64_t> pio_exits{0};
+    std::atomic<uint64_t> mmio_exits{0};
+    std::atomic<uint64_t> waits{0};
+};
+
+class Machine : public VmmControl {
+public:
+    struct Options {
+        int console_fd = 1;  // where guest console output goes (not owned)
+    };
+
+    explicit Machine(Options opts);
+    ~Machine() override;
+
+    // VmmControl
+    void set_boot_source(const BootSource& b) override;
+    void set_machine_config(const MachineConfig& m) override;
+    MachineConfig machine_config() const override;
+    void set_drive(const DriveConfig& d) override;
+    void set_vsock(const VsockConfig& v) override;
+    void start() override;
+    void send_ctrl_alt_del() override;
+    void pause() override;
+    void resume() override;
+    VmState state() const override;
+
+    // Stops the VM from any thread: the first caller's status and reason win.
+    void stop(int status, const std::string& reason);
+    // Blocks until the VM has stopped; returns the exit status for fc-launch.
+    int wait_for_exit();
+    // An fd that becomes readable once the VM has stopped (for an event loop).
+    int stopped_fd() const { return stopped_fd_.get(); }
+    const std::string& stop_reason() const { return stop_reason_; }
+    int exit_status() const { return exit_status_; }
+    bool is_nano() const { return nano_; }
+    const MachineStats& stats() const { return stats_; }
+
+private:
+    friend class NanoPorts;
+
+    void build();
+    void build_devices();
+    void vcpu_main(size_t index);
+    void handle_io(size_t index);
+    void handle_mmio(size_t index);
+    // KN_PORT_WAIT: service devices, then block until an event or the timeout.
+    void nano_wait(uint32_t timeout_us);
+    void kick_vcpus();
+    bool parked_or_stopping();
+
+    Options opts_;
+    VmConfig config_;
+    mutable std::mutex mu_;  // config_, state_
+    std::condition_variable cv_;
+    VmState state_ = VmState::kNotStarted;
+    std::atomic<bool> stopping_{false};
+    std::atomic<bool> pause_requested_{false};
+    size_t vcpus_parked_ = 0;
+    int exit_status_ = 0;
+    std::string stop_reason_;
+    UniqueFd stopped_fd_;
+
+    bool nano_ = false;
+    std::unique_ptr<Kvm> kvm_;
+    std::unique_ptr<Vm> vm_;
+    std::unique_ptr<GuestMemory> mem_;
+    std::vector<std::unique_ptr<Vcpu>> vcpus_;
+    std::vector<std::thread> threads_;
+    std::thread device_thread_;
+    Bus pio_bus_;
+    Bus mmio_bus_;
+    EventLoop device_loop_;
+    std::vector<std::shared_ptr<VirtioMmio>> virtio_;
+    std::vector<std::unique_ptr<Interrupt>> interrupts_;
+    std::atomic<bool> device_event_{false};
+    MachineStats stats_;
+};
+
+}  // namespace kindling

@@ -1,0 +1,161 @@
+// fc-launch: boot a nano or linux guest in a KVM microVM.  Wiring only: flags and
+// the API feed a Machine; its exit status becomes ours.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "base/error.h"
+#include "base/io.h"
+#include "base/log.h"
+#include "base/tool.h"
+#include "cli/cli.h"
+#include "vmm/machine.h"
+
+using namespace kindling;
+
+namespace {
+
+struct Flags {
+    CommonFlags common;
+    std::string kernel;
+    std::string nano;
+    std::string initrd;
+    std::string boot_args;
+    uint32_t vcpus = 1;
+    uint64_t mem_mib = 0;
+    std::string vsock;
+    uint32_t cid = 3;
+    std::vector<std::string> drives;
+    std::string api_sock;
+    std::string console;
+};
+
+DriveConfig parse_drive(const std::string& spec, size_t index) {
+    // PATH[,ro][,root]
+    DriveConfig d;
+    d.drive_id = "drive" + std::to_string(index);
+    size_t pos = 0;
+    bool first = true;
+    while (pos <= spec.size()) {
+        size_t comma = spec.find(',', pos);
+        std::string part = spec.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+        if (first) d.path_on_host = part;
+        else if (part == "ro") d.is_read_only = true;
+        else if (part == "root") d.is_root_device = true;
+        else throw UsageError("--drive " + spec + ": unknown option '" + part + "' (expected ro or root)");
+        first = false;
+        if (comma == std::string::npos) break;
+        pos = comma + 1;
+    }
+    if (d.path_on_host.empty()) throw UsageError("--drive needs a path");
+    return d;
+}
+
+int run(Flags& f) {
+    apply_common_flags(f.common);
+    if (!f.kernel.empty() && !f.nano.empty()) throw UsageError("give --kernel or --nano, not both");
+    bool have_image = !f.kernel.empty() || !f.nano.empty();
+    if (!have_image && f.api_sock.empty())
+        throw UsageError("nothing to boot: give --kernel FILE, --nano FILE or --api-sock PATH (see --help)");
+
+    // Signals are handled synchronously by this thread; block them everywhere first
+    // so every thread created later inherits the mask.
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+    sigset_t kick;
+    sigemptyset(&kick);
+    sigaddset(&kick, SIGRTMIN);
+    pthread_sigmask(SIG_BLOCK, &kick, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+
+    UniqueFd console_fd;
+    int cfd = f.common.json ? 2 : 1;
+    if (!f.console.empty()) {
+        console_fd = open_file(f.console, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
+        cfd = console_fd.get();
+    }
+
+    Machine m(Machine::Options{cfd});
+    MachineConfig mc;
+    mc.vcpu_count = f.vcpus;
+    if (f.mem_mib) mc.mem_size_mib = f.mem_mib;
+    m.set_machine_config(mc);
+    if (!f.vsock.empty()) m.set_vsock(VsockConfig{f.cid, f.vsock});
+    for (size_t i = 0; i < f.drives.size(); ++i) m.set_drive(parse_drive(f.drives[i], i));
+    if (have_image) {
+        BootSource b;
+        b.kernel_image_path = f.nano.empty() ? f.kernel : f.nano;
+        b.kind = f.nano.empty() ? GuestKind::kAuto : GuestKind::kNano;
+        b.initrd_path = f.initrd;
+        b.boot_args = f.boot_args;
+        m.set_boot_source(b);
+        m.start();
+    }
+
+    UniqueFd sfd(::signalfd(-1, &sigs, SFD_CLOEXEC));
+    if (!sfd) throw_errno("signalfd");
+    pollfd fds[2] = {{m.stopped_fd(), POLLIN, 0}, {sfd.get(), POLLIN, 0}};
+    for (;;) {
+        if (::poll(fds, 2, -1) < 0) {
+            if (errno == EINTR) continue;
+            throw_errno("poll");
+        }
+        if (fds[0].revents) break;
+        if (fds[1].revents) {
+            signalfd_siginfo si{};
+            (void)!::read(sfd.get(), &si, sizeof si);
+            m.stop(128 + static_cast<int>(si.ssi_signo), std::string("stopped by ") + strsignal(static_cast<int>(si.ssi_signo)));
+        }
+    }
+    int status = m.wait_for_exit();
+    const auto& st = m.stats();
+    if (f.common.json) {
+        nlohmann::json j = {{"exit_status", status},
+                            {"reason", m.stop_reason()},
+                            {"exits", st.exits.load()},
+                            {"pio_exits", st.pio_exits.load()},
+                            {"mmio_exits", st.mmio_exits.load()},
+                            {"waits", st.waits.load()}};
+        std::printf("%s\n", j.dump().c_str());
+    }
+    // A guest that stops on its own (exit port, reset) is not an error; anything
+    // the VMM had to stop is reported.
+    if (status != 0 && m.stop_reason().rfind("guest exited", 0) != 0) log_error("%s", m.stop_reason().c_str());
+    else log_verbose("%s", m.stop_reason().c_str());
+    return status;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    log_init("fc-launch", LogLevel::kNormal);
+    CLI::App app{"fc-launch: boot a nano or linux guest in a KVM microVM.\n"
+                 "The guest's console goes to stdout (or --console FILE); fc-launch exits with\n"
+                 "the guest's exit status.",
+                 "fc-launch"};
+    Flags f;
+    add_common_flags(app, f.common);
+    app.add_option("--kernel", f.kernel, "Kernel (vmlinux/bzImage) or nano ELF; nano images are detected by their note");
+    app.add_option("--nano", f.nano, "Nano guest ELF (forces the nano boot path)");
+    app.add_option("--initrd", f.initrd, "Initial ramdisk (linux guests)");
+    app.add_option("--boot-args", f.boot_args, "Kernel or nano command line");
+    app.add_option("--vcpus", f.vcpus, "Number of vCPUs (nano guests: 1)")->check(CLI::Range(1, 32));
+    app.add_option("--mem", f.mem_mib, "Guest memory in MiB (default 128)")->check(CLI::Range(1, 1 << 20));
+    app.add_option("--vsock", f.vsock, "Unix socket for the hybrid vsock device (host side)");
+    app.add_option("--cid", f.cid, "Guest vsock context id (default 3)")->check(CLI::Range(3, 0x7fffffff));
+    app.add_option("--drive", f.drives, "virtio-blk drive: PATH[,ro][,root] (repeatable)");
+    app.add_option("--api-sock", f.api_sock, "Serve the Firecracker-compatible API on this Unix socket");
+    app.add_option("--console", f.console, "Write the guest console to FILE instead of stdout");
+    int rc = parse_cli(app, argc, argv);
+    if (rc >= 0) return rc;
+    return run_tool("fc-launch", [&] { return run(f); });
+}
