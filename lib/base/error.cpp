@@ -9,6 +9,7 @@ int exit_code_for_errno(int err) {
     switch (err) {
     case ENOENT:
     case ENOTDIR:
+    case EISDIR:
         return kExitNoInput;
     case EACCES:
     case EPERM:

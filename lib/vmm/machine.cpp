@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/sysinfo.h>
 #include <time.h>
 
 #include <cerrno>
@@ -151,6 +152,15 @@ void Machine::set_machine_config(const MachineConfig& m) {
     if (state_ != VmState::kNotStarted) throw UsageError("the machine config cannot change after the VM started");
     if (m.vcpu_count < 1 || m.vcpu_count > 32) throw ConfigError("vcpu_count must be between 1 and 32");
     if (m.mem_size_mib < 1) throw ConfigError("mem_size_mib must be at least 1");
+    // Guest memory is MAP_NORESERVE, so mmap would happily promise more than the
+    // host has; refuse up front instead of letting the OOM killer decide later.
+    struct sysinfo si {};
+    if (::sysinfo(&si) == 0) {
+        uint64_t host_mib = (static_cast<uint64_t>(si.totalram) + si.totalswap) * si.mem_unit >> 20;
+        if (m.mem_size_mib > host_mib)
+            throw ConfigError("memory of " + std::to_string(m.mem_size_mib) + " MiB is more than this host has (" +
+                              std::to_string(host_mib) + " MiB)");
+    }
     config_.machine = m;
 }
 
