@@ -94,10 +94,19 @@ demo: deps
 	$(MAKE) all
 	scripts/demo.sh $(O)
 
-bench: all
+bench: all bench-bins
 	bench/run.sh $(O)
 
 clean:
 	rm -rf $(O)
 
 -include $(shell find $(O)/obj -name '*.d' 2>/dev/null)
+
+# Benchmark programs: bench/*_bench.cpp -> $(O)/bench/NAME-bench
+BENCH_SRCS := $(wildcard bench/*_bench.cpp)
+BENCH_BINS := $(patsubst bench/%_bench.cpp,$(O)/bench/%-bench,$(BENCH_SRCS))
+$(O)/bench/%-bench: $(O)/obj/bench/%_bench.o $(LIB_ARCHIVES)
+	$(call say,LD,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CXX) $(LDFLAGS) -o $@ $< -Wl,--start-group $(LINK_ARCHIVES) -Wl,--end-group $(PKG_LIBS)
+bench-bins: $(BENCH_BINS)

@@ -1,0 +1,215 @@
+// bench/boot: nano cold start (process start -> first invoke answered) against
+// fork+exec of the same function as a native process, VMM memory overhead, and the
+// warm invoke round trip over vsock with VM exits per invoke.
+//
+// Usage: boot-bench BUILD_DIR [RUNS]
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench/vsock_client.h"
+
+extern char** environ;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double us_since(Clock::time_point t) {
+    return std::chrono::duration<double, std::micro>(Clock::now() - t).count();
+}
+
+struct Summary {
+    double p10, p50, p90, p99;
+};
+Summary summarize(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    auto at = [&](double q) { return v[std::min(v.size() - 1, static_cast<size_t>(q * (v.size() - 1) + 0.5))]; };
+    return {at(0.10), at(0.50), at(0.90), at(0.99)};
+}
+
+pid_t spawn(const std::vector<std::string>& args, int stdin_fd = -1, int stdout_fd = -1) {
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    if (stdin_fd >= 0) posix_spawn_file_actions_adddup2(&fa, stdin_fd, 0);
+    if (stdout_fd >= 0) posix_spawn_file_actions_adddup2(&fa, stdout_fd, 1);
+    pid_t pid;
+    if (posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ) != 0) {
+        std::perror(argv[0]);
+        std::exit(1);
+    }
+    posix_spawn_file_actions_destroy(&fa);
+    return pid;
+}
+
+int wait_exit(pid_t pid) {
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+// Retries the hybrid-vsock handshake until the VMM's socket is there and the
+// guest accepts, or 5 s pass.
+bool connect_retry(bench::VsockClient& c, const std::string& uds) {
+    auto t = Clock::now();
+    while (us_since(t) < 5e6) {
+        if (c.connect(uds, 9000)) return true;
+        std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
+    return false;
+}
+
+double cold_start_once(const std::string& fc, const std::string& elf, const std::string& uds) {
+    ::unlink(uds.c_str());
+    int devnull = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+    auto t0 = Clock::now();
+    pid_t pid = spawn({fc, "--kernel", elf, "--vsock", uds, "--mem", "32", "-q"}, -1, devnull);
+    bench::VsockClient c;
+    if (!connect_retry(c, uds)) {
+        std::fprintf(stderr, "boot-bench: could not connect to %s\n", uds.c_str());
+        std::exit(1);
+    }
+    std::string r = c.invoke("{\"bench\":1}");
+    double us = us_since(t0);
+    c.send_raw("EXIT 0\n");
+    int rc = wait_exit(pid);
+    ::close(devnull);
+    if (r.find("hello") == std::string::npos || rc != 0) {
+        std::fprintf(stderr, "boot-bench: unexpected answer '%s' or exit %d\n", r.c_str(), rc);
+        std::exit(1);
+    }
+    return us;
+}
+
+double native_once(const std::string& exe) {
+    int in[2], out[2];
+    if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0) std::exit(1);
+    auto t0 = Clock::now();
+    pid_t pid = spawn({exe}, in[0], out[1]);
+    ::close(in[0]);
+    ::close(out[1]);
+    const char req[] = "{\"bench\":1}";
+    (void)!::write(in[1], req, sizeof req - 1);
+    ::close(in[1]);
+    std::string resp;
+    char b[4096];
+    ssize_t n;
+    while ((n = ::read(out[0], b, sizeof b)) > 0) resp.append(b, static_cast<size_t>(n));
+    ::close(out[0]);
+    wait_exit(pid);
+    double us = us_since(t0);
+    if (resp.find("hello") == std::string::npos) {
+        std::fprintf(stderr, "boot-bench: native answered '%s'\n", resp.c_str());
+        std::exit(1);
+    }
+    return us;
+}
+
+// RSS of the whole process and of its guest-memory mapping (the mapping whose
+// size equals the guest memory), from /proc/PID/smaps, in KiB.
+void rss_of(pid_t pid, uint64_t guest_kib, uint64_t& total, uint64_t& guest) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/smaps");
+    std::string line;
+    bool in_guest = false;
+    total = guest = 0;
+    while (std::getline(f, line)) {
+        std::istringstream is(line);
+        std::string key;
+        uint64_t v;
+        is >> key >> v;
+        if (key == "Size:") in_guest = v == guest_kib;
+        if (key == "Rss:") {
+            total += v;
+            if (in_guest) guest += v;
+        }
+    }
+}
+
+void print_row(const char* name, const Summary& s, const char* unit, double scale) {
+    std::printf("  %-36s p50 %8.1f %s   p10 %8.1f   p90 %8.1f   p99 %8.1f\n", name, s.p50 / scale, unit, s.p10 / scale,
+                s.p90 / scale, s.p99 / scale);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 2) {
+        std::fprintf(stderr, "usage: boot-bench BUILD_DIR [RUNS]\n");
+        return 64;
+    }
+    std::string o = argv[1];
+    int runs = argc > 2 ? std::atoi(argv[2]) : 30;
+    std::string fc = o + "/bin/fc-launch", elf = o + "/guest/hello.elf", native = o + "/guest/native/hello";
+    char tmpl[] = "/tmp/boot-bench.XXXXXX";
+    std::string dir = ::mkdtemp(tmpl);
+    std::string uds = dir + "/v.sock";
+
+    std::printf("bench/boot: %d runs each (times in ms unless noted)\n", runs);
+    cold_start_once(fc, elf, uds);  // warm the page cache and KVM module state
+    std::vector<double> cold, nat;
+    for (int i = 0; i < runs; ++i) {
+        cold.push_back(cold_start_once(fc, elf, uds));
+        nat.push_back(native_once(native));
+    }
+    Summary sc = summarize(cold), sn = summarize(nat);
+    print_row("nano cold start -> first answer", sc, "ms", 1000);
+    print_row("native fork+exec -> answer (floor)", sn, "ms", 1000);
+    std::printf("  ratio cold/native (p50): %.1fx   goal: cold start <= 2 ms\n", sc.p50 / sn.p50);
+
+    // Warm invokes on one VM, with the exit counters from --json.
+    ::unlink(uds.c_str());
+    int out[2];
+    if (pipe2(out, O_CLOEXEC) < 0) return 1;
+    const uint64_t mem_mib = 32;
+    pid_t pid = spawn({fc, "--kernel", elf, "--vsock", uds, "--mem", std::to_string(mem_mib), "--json", "-q",
+                       "--console", dir + "/console"},
+                      -1, out[1]);
+    ::close(out[1]);
+    bench::VsockClient c;
+    if (!connect_retry(c, uds)) return 1;
+    const int warm_n = 2000;
+    std::vector<double> warm;
+    for (int i = 0; i < 200; ++i) c.invoke("{}");
+    for (int i = 0; i < warm_n; ++i) {
+        auto t = Clock::now();
+        c.invoke("{\"n\":1}");
+        warm.push_back(us_since(t));
+    }
+    uint64_t total_kib, guest_kib;
+    rss_of(pid, mem_mib << 10, total_kib, guest_kib);
+    c.send_raw("EXIT 0\n");
+    std::string js;
+    char b[4096];
+    ssize_t n;
+    while ((n = ::read(out[0], b, sizeof b)) > 0) js.append(b, static_cast<size_t>(n));
+    wait_exit(pid);
+    auto field = [&](const char* k) {
+        auto p = js.find(std::string("\"") + k + "\":");
+        return p == std::string::npos ? 0.0 : std::atof(js.c_str() + p + std::strlen(k) + 3);
+    };
+    Summary sw = summarize(warm);
+    print_row("warm invoke round trip (us)", sw, "us", 1);
+    double invokes = warm_n + 200 + 0.0;
+    std::printf("  VM exits per warm invoke: %.2f (%.0f exits, %.0f waits for %.0f invokes incl. boot)\n",
+                field("exits") / invokes, field("exits"), field("waits"), invokes);
+    std::printf("  VMM memory overhead: %.2f MiB (RSS %.2f MiB - guest pages %.2f MiB)   goal: <= 3 MiB\n",
+                (total_kib - guest_kib) / 1024.0, total_kib / 1024.0, guest_kib / 1024.0);
+    std::string rm = "rm -rf " + dir;
+    (void)!std::system(rm.c_str());
+    return 0;
+}
