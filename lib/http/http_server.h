@@ -1,0 +1,146 @@
+// A small HTTP/1.1 server for the daemons' APIs (fc-launch's Firecracker API, later
+// routerd and assignd).  Listens on a Unix socket path or a TCP address, keeps
+// connections alive, and runs its I/O on one thread it owns.  Handlers see plain
+// structs: Boost.Beast stays inside http_server.cpp so users don't pay to compile it.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "base/error.h"
+
+namespace kindling {
+
+// Header fields in arrival order; names compare case-insensitively (RFC 9110 §5.1).
+class HttpHeaders {
+public:
+    using Field = std::pair<std::string, std::string>;
+
+    // The first field with this name, if any.
+    std::optional<std::string> get(std::string_view name) const;
+    bool has(std::string_view name) const { return get(name).has_value(); }
+    // Replaces every field with this name by one field.
+    void set(std::string_view name, std::string_view value);
+    void add(std::string_view name, std::string_view value);
+    void remove(std::string_view name);
+
+    std::vector<Field>::const_iterator begin() const { return fields_.begin(); }
+    std::vector<Field>::const_iterator end() const { return fields_.end(); }
+    size_t size() const { return fields_.size(); }
+    bool empty() const { return fields_.empty(); }
+
+private:
+    std::vector<Field> fields_;
+};
+
+struct HttpRequest {
+    std::string method;  // "GET", "PUT", ... as sent
+    std::string target;  // request-target as sent: "/drives/root?x=1"
+    HttpHeaders headers;
+    std::string body;
+    std::string peer;    // "1.2.3.4:5678", "[::1]:5678", or "unix" — for logs
+
+    std::string_view path() const;   // target up to '?'
+    std::string_view query() const;  // after '?', empty if none
+};
+
+struct HttpResponse {
+    int status = 200;
+    HttpHeaders headers;
+    std::string body;
+
+    // Content-Type: application/json.
+    static HttpResponse json(int status, std::string body);
+    static HttpResponse no_content() { return HttpResponse{204, {}, {}}; }
+};
+
+// Called on the server's I/O thread, one request at a time: a handler that blocks
+// holds up every connection.  An exception becomes a 500 response.
+using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
+
+// For handlers that finish later on another thread (routerd forwarding an invoke):
+// call `respond` exactly once, from any thread.  Calling it after the server
+// stopped is harmless.
+using HttpResponder = std::function<void(HttpResponse)>;
+using HttpAsyncHandler = std::function<void(const HttpRequest&, HttpResponder respond)>;
+
+// Builds the body of responses the server makes itself (400, 413, 431, 500, 503).
+using HttpErrorFormatter = std::function<HttpResponse(int status, const std::string& message)>;
+
+struct HttpServerOptions {
+    size_t max_header_bytes = 16 * 1024;    // request line + fields; beyond -> 431
+    size_t max_body_bytes = 1024 * 1024;    // beyond -> 413
+    // Time a client gets to send one complete request, counted from when the server
+    // starts waiting for it (so it also bounds keep-alive idleness).  A slowloris
+    // client trickling bytes is cut off when it runs out.
+    std::chrono::milliseconds request_timeout{30000};
+    // Time to write one response to a client that doesn't read it.
+    std::chrono::milliseconds write_timeout{30000};
+    // Connections beyond this are closed as soon as they are accepted.
+    size_t max_connections = 256;
+    // What the listening socket is, for error messages: "<path>: API socket path in use".
+    std::string label = "socket";
+    // "Server" response header; empty for none.
+    std::string server_name = "kindling";
+    // Default: JSON {"error": message}.
+    HttpErrorFormatter error_formatter;
+};
+
+// The Unix socket path is taken by a live server.  what() is "<path>: <label> path
+// in use"; err() is EADDRINUSE.
+class AddressInUseError : public SysError {
+public:
+    AddressInUseError(const std::string& path, const std::string& label);
+    const char* what() const noexcept override { return message_.c_str(); }
+
+private:
+    std::string message_;
+};
+
+class HttpServer {
+public:
+    // `address`: "unix:/path", or anything containing '/' (a Unix socket path), or
+    // "host:port" / "[v6]:port" / ":port" for TCP (port 0: the kernel picks one).
+    // Binds and listens here, so errors surface before start() and port() is known:
+    // a Unix path with a live listener -> AddressInUseError; a stale socket file (no
+    // listener) is replaced; an existing non-socket file -> SysError(EEXIST).
+    HttpServer(const std::string& address, HttpHandler handler, HttpServerOptions options = {});
+    HttpServer(const std::string& address, HttpAsyncHandler handler,
+               HttpServerOptions options = {});
+    // stop(): the socket file is removed.
+    ~HttpServer();
+    HttpServer(const HttpServer&) = delete;
+    HttpServer& operator=(const HttpServer&) = delete;
+
+    // Starts the I/O thread.  Once per server.
+    void start();
+    // Closes the listener and every connection, waits for a running handler to
+    // return, joins the thread, removes the Unix socket file.  Idempotent.
+    void stop();
+
+    bool is_unix() const;
+    // The Unix socket path, or the bound TCP address "127.0.0.1:43121" / "[::1]:43121".
+    std::string address() const;
+    // The bound TCP port; 0 for a Unix socket.
+    uint16_t port() const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+// JSON-escapes `s` into a quoted JSON string.
+std::string json_quote(std::string_view s);
+
+// "Not Found" for 404, "" for an unknown code.
+const char* http_reason(int status);
+
+}  // namespace kindling
