@@ -1,0 +1,128 @@
+// The virtio-mmio transport (virtio 1.2 §4.2, "Version 2" / modern only).  Owns the
+// registers, the queues and the feature negotiation; carries one VirtioDevice.
+//
+// Register it on the MMIO bus with a window of kVirtioMmioWindow bytes.  Threads:
+// read()/write() come from vCPU threads (MMIO exits), poll() from the vCPU thread
+// on KN_PORT_WAIT; everything takes the device's mutex.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "devices/bus.h"
+#include "devices/interrupt.h"
+#include "devices/virtio/virtio_device.h"
+#include "devices/virtio/virtqueue.h"
+
+namespace kindling {
+
+class GuestMemory;
+
+inline constexpr uint64_t kVirtioMmioWindow = 0x1000;
+
+// The plain state a snapshot needs (codec in a later issue).
+struct VirtioMmioState {
+    uint32_t status = 0;
+    uint32_t interrupt_status = 0;
+    uint32_t device_features_sel = 0;
+    uint32_t driver_features_sel = 0;
+    uint64_t driver_features = 0;
+    uint32_t queue_sel = 0;
+    uint32_t config_generation = 0;
+};
+
+class VirtioMmio : public BusDevice {
+public:
+    // Register offsets, virtio 1.2 §4.2.2.
+    enum Reg : uint32_t {
+        kMagicValue = 0x000,
+        kVersion = 0x004,
+        kDeviceId = 0x008,
+        kVendorId = 0x00c,
+        kDeviceFeatures = 0x010,
+        kDeviceFeaturesSel = 0x014,
+        kDriverFeatures = 0x020,
+        kDriverFeaturesSel = 0x024,
+        kQueueSel = 0x030,
+        kQueueNumMax = 0x034,
+        kQueueNum = 0x038,
+        kQueueReady = 0x044,
+        kQueueNotify = 0x050,
+        kInterruptStatus = 0x060,
+        kInterruptAck = 0x064,
+        kStatus = 0x070,
+        kQueueDescLow = 0x080,
+        kQueueDescHigh = 0x084,
+        kQueueDriverLow = 0x090,
+        kQueueDriverHigh = 0x094,
+        kQueueDeviceLow = 0x0a0,
+        kQueueDeviceHigh = 0x0a4,
+        kShmSel = 0x0ac,
+        kShmLenLow = 0x0b0,
+        kShmLenHigh = 0x0b4,
+        kShmBaseLow = 0x0b8,
+        kShmBaseHigh = 0x0bc,
+        kConfigGeneration = 0x0fc,
+        kConfig = 0x100,
+    };
+    static constexpr uint32_t kMagic = 0x74726976;  // "virt"
+    static constexpr uint32_t kVendor = 0x4b444c4e;  // "KDLN"
+    // InterruptStatus bits (§4.2.2).
+    static constexpr uint32_t kIntUsedBuffer = 1;
+    static constexpr uint32_t kIntConfigChange = 2;
+
+    // `irq` is how the guest hears about used buffers and config changes (irqfd for
+    // linux guests, the end of a KN_PORT_WAIT for nano guests).  Both `mem` and
+    // `irq` must outlive this object.
+    VirtioMmio(const GuestMemory& mem, std::shared_ptr<VirtioDevice> device, Interrupt& irq);
+    ~VirtioMmio() override;
+
+    void read(uint64_t offset, uint8_t* data, size_t len) override;
+    void write(uint64_t offset, const uint8_t* data, size_t len) override;
+
+    // Processes every queue as if the driver had notified it, then raises the
+    // interrupt at most once for everything that was used.  Cheap when nothing is
+    // pending.  The nano guest's KN_PORT_WAIT calls this on every device.
+    void poll();
+
+    VirtioDevice& device() { return *device_; }
+    // True between DRIVER_OK and the next reset, unless the device failed.
+    bool active();
+    bool needs_reset();
+    VirtioMmioState state();
+
+private:
+    // What the device raises: sets InterruptStatus and triggers (or, inside poll(),
+    // defers to one trigger at the end).
+    class UsedSignal : public Interrupt {
+    public:
+        explicit UsedSignal(VirtioMmio& t) : t_(t) {}
+        void trigger() override;
+
+    private:
+        VirtioMmio& t_;
+    };
+
+    uint32_t read_reg(uint32_t reg);
+    void write_reg(uint32_t reg, uint32_t v);
+    void set_status(uint32_t v);
+    void reset_locked();
+    void on_queue_failure();
+    void raise(uint32_t bits);
+    Virtqueue* selected_queue();
+    uint64_t offered_features() const;
+
+    const GuestMemory& mem_;
+    std::shared_ptr<VirtioDevice> device_;
+    Interrupt& irq_;
+    UsedSignal used_signal_;
+    std::vector<Virtqueue> queues_;
+    VirtioMmioState st_;
+    bool activated_ = false;
+    bool batching_ = false;
+    bool batch_raised_ = false;
+};
+
+}  // namespace kindling
