@@ -1,0 +1,181 @@
+// virtio-blk over virtio-mmio, with the test playing the guest driver.
+#include <doctest/doctest.h>
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "base/io.h"
+#include "devices/virtio/test_driver.h"
+#include "devices/virtio/virtio_blk.h"
+#include "devices/virtio/virtio_mmio.h"
+#include "kvm/guest_memory.h"
+
+using namespace kindling;
+
+namespace {
+
+constexpr uint32_t kIn = 0, kOut = 1, kFlush = 4, kGetId = 8, kBogus = 99;
+constexpr uint8_t kOk = 0, kIoErr = 1, kUnsupp = 2;
+
+struct TempDir {
+    std::string path;
+    TempDir() {
+        char t[] = "/tmp/kindling-blk.XXXXXX";
+        path = ::mkdtemp(t);
+    }
+    ~TempDir() { std::filesystem::remove_all(path); }
+};
+
+struct BlkFixture {
+    TempDir dir;
+    std::string disk = dir.path + "/disk.img";
+    GuestMemory mem{1 << 20};
+    CountingInterrupt irq;
+    std::shared_ptr<VirtioBlk> blk;
+    std::unique_ptr<VirtioMmio> mmio;
+    std::unique_ptr<TestVirtioDriver> drv;
+    uint64_t hdr = 0, data = 0, status = 0;
+
+    explicit BlkFixture(bool ro = false, size_t sectors = 16) {
+        std::string img(sectors * 512, '\0');
+        for (size_t i = 0; i < img.size(); ++i) img[i] = static_cast<char>('a' + (i / 512) % 26);
+        write_file_atomic(disk, img);
+        blk = std::make_shared<VirtioBlk>(disk, ro, "drive-0");
+        mmio = std::make_unique<VirtioMmio>(mem, blk, irq);
+        drv = std::make_unique<TestVirtioDriver>(mem, *mmio);
+        uint64_t feats = kVirtioFVersion1 | (1ull << 9) | (ro ? 1ull << 5 : 0);
+        REQUIRE((drv->init(feats, {256}) & kVirtioStatusDriverOk));
+        hdr = drv->alloc(16);
+        data = drv->alloc(8192, 512);
+        status = drv->alloc(1);
+    }
+
+    // One request: header, data (split in two descriptors), status.  Returns the
+    // status byte and the used length.
+    std::pair<uint8_t, uint32_t> request(uint32_t type, uint64_t sector, uint32_t len) {
+        uint32_t h[4] = {type, 0, static_cast<uint32_t>(sector), static_cast<uint32_t>(sector >> 32)};
+        mem.write(hdr, h, 16);
+        uint8_t st = 0xee;
+        mem.write_obj(status, st);
+        bool dev_writes = type != kOut;
+        std::vector<TestVirtioDriver::Buf> bufs{{hdr, 16, false}};
+        if (len) {
+            uint32_t first = len / 2;
+            if (first) bufs.push_back({data, first, dev_writes});
+            bufs.push_back({data + first, len - first, dev_writes});
+        }
+        bufs.push_back({status, 1, true});
+        drv->add_chain(0, bufs);
+        drv->notify(0);
+        auto u = drv->pop_used(0);
+        REQUIRE(u);
+        mem.read_obj(status, st);
+        return {st, u->len};
+    }
+    std::string guest_data(size_t n) {
+        std::string s(n, '\0');
+        mem.read(data, s.data(), n);
+        return s;
+    }
+};
+
+}  // namespace
+
+TEST_CASE("virtio-blk: config space and features") {
+    BlkFixture f(false, 16);
+    uint64_t cap = 0;
+    f.mmio->read(VirtioMmio::kConfig, reinterpret_cast<uint8_t*>(&cap), 4);
+    f.mmio->read(VirtioMmio::kConfig + 4, reinterpret_cast<uint8_t*>(&cap) + 4, 4);
+    CHECK(cap == 16);
+    CHECK(f.drv->reg(VirtioMmio::kDeviceId) == 2);
+    f.drv->set_reg(VirtioMmio::kDeviceFeaturesSel, 0);
+    CHECK_FALSE((f.drv->reg(VirtioMmio::kDeviceFeatures) & (1u << 5)));  // not read-only
+}
+
+TEST_CASE("virtio-blk: read, write, flush, get-id") {
+    BlkFixture f;
+    auto [st, len] = f.request(kIn, 2, 1024);
+    CHECK(st == kOk);
+    CHECK(len == 1025);
+    CHECK(f.guest_data(1024) == std::string(512, 'c') + std::string(512, 'd'));
+    CHECK(f.irq.count >= 1);
+
+    std::string payload(1536, '\0');
+    for (size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>(i * 7);
+    f.mem.write(f.data, payload.data(), payload.size());
+    std::tie(st, len) = f.request(kOut, 5, 1536);
+    CHECK(st == kOk);
+    CHECK(len == 1);
+    std::string disk = read_file(f.disk);
+    CHECK(disk.substr(5 * 512, 1536) == payload);
+    CHECK(disk.substr(4 * 512, 512) == std::string(512, 'e'));  // neighbours untouched
+    CHECK(disk.substr(8 * 512, 512) == std::string(512, 'i'));
+
+    // Read it back through the device.
+    std::vector<char> zero(2048, 0);
+    f.mem.write(f.data, zero.data(), zero.size());
+    std::tie(st, len) = f.request(kIn, 5, 1536);
+    CHECK(st == kOk);
+    CHECK(f.guest_data(1536) == payload);
+
+    std::tie(st, len) = f.request(kFlush, 0, 0);
+    CHECK(st == kOk);
+
+    std::tie(st, len) = f.request(kGetId, 0, 20);
+    CHECK(st == kOk);
+    CHECK(len == 21);
+    CHECK(f.guest_data(20) == std::string("drive-0") + std::string(13, '\0'));
+
+    std::tie(st, len) = f.request(kBogus, 0, 0);
+    CHECK(st == kUnsupp);
+    CHECK_FALSE((f.drv->reg(VirtioMmio::kStatus) & kVirtioStatusNeedsReset));
+}
+
+TEST_CASE("virtio-blk: out-of-range and partial-sector requests fail with IOERR") {
+    BlkFixture f(false, 16);
+    CHECK(f.request(kIn, 16, 512).first == kIoErr);          // just past the end
+    CHECK(f.request(kIn, 15, 1024).first == kIoErr);         // straddles the end
+    CHECK(f.request(kOut, 15, 1024).first == kIoErr);
+    CHECK(f.request(kIn, ~0ull, 512).first == kIoErr);       // sector overflow
+    CHECK(f.request(kIn, (~0ull) / 512, 1024).first == kIoErr);
+    CHECK(f.request(kIn, 0, 100).first == kIoErr);           // not whole sectors
+    CHECK(f.request(kIn, 15, 512).first == kOk);             // the last sector is fine
+    CHECK(f.guest_data(512) == std::string(512, 'p'));
+    std::string disk = read_file(f.disk);
+    CHECK(disk.size() == 16 * 512);  // nothing written past the end
+    CHECK_FALSE((f.drv->reg(VirtioMmio::kStatus) & kVirtioStatusNeedsReset));
+}
+
+TEST_CASE("virtio-blk: read-only drives refuse writes") {
+    BlkFixture f(true, 4);
+    f.drv->set_reg(VirtioMmio::kDeviceFeaturesSel, 0);
+    CHECK((f.drv->reg(VirtioMmio::kDeviceFeatures) & (1u << 5)));
+    std::string before = read_file(f.disk);
+    CHECK(f.request(kOut, 0, 512).first == kIoErr);
+    CHECK(read_file(f.disk) == before);
+    CHECK(f.request(kIn, 0, 512).first == kOk);
+    CHECK(f.request(kFlush, 0, 0).first == kOk);
+}
+
+TEST_CASE("virtio-blk: a request without header or status byte fails the device") {
+    BlkFixture f;
+    // A chain of one writable byte: no header.
+    f.drv->add_chain(0, {{f.status, 1, true}});
+    f.drv->notify(0);
+    CHECK((f.drv->reg(VirtioMmio::kStatus) & kVirtioStatusNeedsReset));
+}
+
+TEST_CASE("virtio-blk: a missing disk is a SysError naming the path") {
+    try {
+        VirtioBlk b("/nonexistent/disk.img", false);
+        FAIL("no throw");
+    } catch (const SysError& e) {
+        CHECK(std::string(e.what()).find("/nonexistent/disk.img") != std::string::npos);
+    }
+}
