@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/sysinfo.h>
 #include <time.h>
 
@@ -15,9 +16,12 @@
 #include "base/error.h"
 #include "base/io.h"
 #include "base/log.h"
+#include "devices/i8042.h"
 #include "devices/interrupt.h"
+#include "devices/serial.h"
 #include "kindling/nano_abi.h"
 #include "kvm/elf.h"
+#include "kvm/linux_boot.h"
 #include "kvm/nano_boot.h"
 
 namespace kindling {
@@ -67,6 +71,38 @@ private:
     EventLoop& loop_;
 };
 
+// Interrupt for linux guests: an eventfd registered with KVM as an irqfd.
+class IrqFdInterrupt : public Interrupt {
+public:
+    IrqFdInterrupt(Vm& vm, uint32_t gsi) : fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+        if (!fd_) throw_errno("eventfd");
+        vm.add_irqfd(fd_.get(), gsi);
+    }
+    void trigger() override {
+        uint64_t one = 1;
+        (void)!::write(fd_.get(), &one, sizeof one);
+    }
+
+private:
+    UniqueFd fd_;
+};
+
+// Firecracker's LAPIC setup (arch/x86_64/interrupts.rs): LINT0 as ExtINT so the
+// PIC's interrupts reach the CPU, LINT1 as NMI.
+void set_lapic_lint(Vcpu& v) {
+    kvm_lapic_state st{};
+    if (::ioctl(v.fd(), KVM_GET_LAPIC, &st) < 0) throw_errno("KVM_GET_LAPIC");
+    auto set_mode = [&](size_t off, uint32_t mode) {
+        uint32_t reg;
+        std::memcpy(&reg, st.regs + off, 4);
+        reg = (reg & ~0x700u) | (mode << 8);
+        std::memcpy(st.regs + off, &reg, 4);
+    };
+    set_mode(0x350, 7);  // LVT LINT0: ExtINT
+    set_mode(0x360, 4);  // LVT LINT1: NMI
+    if (::ioctl(v.fd(), KVM_SET_LAPIC, &st) < 0) throw_errno("KVM_SET_LAPIC");
+}
+
 }  // namespace
 
 // The nano ports (KN_PORT_*), see nano_abi.h.
@@ -107,24 +143,6 @@ private:
     Machine& m_;
 };
 
-namespace {
-// Byte output at 0x3f8 for guests that only transmit.  (Full 16550 lives in
-// devices/serial once the linux path needs it.)
-class ConsoleOut : public BusDevice {
-public:
-    explicit ConsoleOut(int fd) : fd_(fd) {}
-    void read(uint64_t offset, uint8_t* data, size_t len) override {
-        // LSR (offset 5): transmitter empty, so polling drivers never spin.
-        std::memset(data, offset == 5 ? 0x60 : 0, len);
-    }
-    void write(uint64_t offset, const uint8_t* data, size_t len) override {
-        if (offset == 0) console_write(fd_, data, 1);
-    }
-
-private:
-    int fd_;
-};
-}  // namespace
 
 Machine::Machine(Options opts) : opts_(opts) {
     stopped_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
@@ -215,54 +233,99 @@ void Machine::build() {
     uint64_t mem_bytes = c.machine.mem_size_mib << 20;
 
     // Read and check the image before touching KVM: bad input fails fast.
+    KernelFormat fmt = detect_kernel_format(path);
     ElfImage img;
-    bool is_elf = has_elf_magic(path);
-    if (c.boot.kind == GuestKind::kNano || (c.boot.kind == GuestKind::kAuto && is_elf)) {
+    if (c.boot.kind == GuestKind::kNano || (c.boot.kind == GuestKind::kAuto && fmt == KernelFormat::kElf)) {
         img = read_elf(path);
         nano_ = c.boot.kind == GuestKind::kNano || is_nano_image(img);
     }
-    if (!nano_) throw ConfigError(path + ": linux guests are not supported by this build yet");
+    if (!nano_ && fmt == KernelFormat::kUnknown)
+        throw DataError(path + ": not an ELF or bzImage kernel");
     if (nano_ && c.machine.vcpu_count != 1) throw ConfigError("a nano guest runs on exactly one vCPU");
+    if (nano_ && !c.boot.initrd_path.empty()) throw ConfigError("a nano guest takes no initrd");
+    if (nano_ && !c.drives.empty()) throw ConfigError("nano guests have no virtio-blk driver; drives are for linux guests");
 
     kvm_ = std::make_unique<Kvm>();
     mem_ = std::make_unique<GuestMemory>(mem_bytes);
     vm_ = std::make_unique<Vm>(*kvm_);
     vm_->set_memory(*mem_, c.machine.track_dirty_pages);
+    if (!nano_) vm_->create_irqchip_and_pit();
 
     build_devices();
 
-    NanoBootParams p;
-    p.cmdline = c.boot.boot_args;
-    p.tsc_khz = vm_->tsc_khz();
-    p.guest_cid = c.vsock ? c.vsock->guest_cid : 0;
-    for (size_t i = 0; i < virtio_.size(); ++i) {
-        kn_device d{};
-        d.mmio_base = KN_MMIO_BASE + i * KN_MMIO_STRIDE;
-        d.mmio_size = KN_MMIO_STRIDE;
-        p.devices.push_back(d);
+    NanoBootState nano_st;
+    LinuxBootState linux_st;
+    if (nano_) {
+        NanoBootParams p;
+        p.cmdline = c.boot.boot_args;
+        p.tsc_khz = vm_->tsc_khz();
+        p.guest_cid = c.vsock ? c.vsock->guest_cid : 0;
+        for (size_t i = 0; i < virtio_.size(); ++i) {
+            kn_device d{};
+            d.mmio_base = KN_MMIO_BASE + i * KN_MMIO_STRIDE;
+            d.mmio_size = KN_MMIO_STRIDE;
+            d.device_id = virtio_device_ids_[i];
+            p.devices.push_back(d);
+        }
+        nano_st = setup_nano(*mem_, img, p);
+    } else {
+        LinuxBootParams p;
+        p.cmdline = c.boot.boot_args;
+        // virtio-mmio devices are announced on the command line (no ACPI/DT here).
+        for (size_t i = 0; i < virtio_.size(); ++i) {
+            char dev[80];
+            std::snprintf(dev, sizeof dev, " virtio_mmio.device=4K@0x%llx:%u",
+                          static_cast<unsigned long long>(KN_MMIO_BASE + i * KN_MMIO_STRIDE), kFirstVirtioIrq + static_cast<unsigned>(i));
+            p.cmdline += dev;
+        }
+        p.initrd_path = c.boot.initrd_path;
+        linux_st = setup_linux(*mem_, path, p);
     }
-    NanoBootState st = setup_nano(*mem_, img, p);
 
-    for (uint32_t i = 0; i < c.machine.vcpu_count; ++i) {
-        auto v = std::make_unique<Vcpu>(*vm_, static_cast<int>(i));
-        v->set_cpuid(Vcpu::cpuid_for(*kvm_, static_cast<int>(i), static_cast<int>(c.machine.vcpu_count)));
+    const int n = static_cast<int>(c.machine.vcpu_count);
+    for (int i = 0; i < n; ++i) {
+        auto v = std::make_unique<Vcpu>(*vm_, i);
+        v->set_cpuid(Vcpu::cpuid_for(*kvm_, i, n));
         kvm_sregs s = v->get_sregs();
         kvm_regs r{};
-        apply_nano_boot_state(st, r, s);
+        if (nano_) {
+            apply_nano_boot_state(nano_st, r, s);
+        } else {
+            int set = v->set_msrs(boot_msrs());
+            if (set != static_cast<int>(boot_msrs().size()))
+                log_verbose("KVM accepted %d of %zu boot MSRs", set, boot_msrs().size());
+            apply_linux_boot_state(linux_st, r, s);
+            if (i != 0) r.rip = 0;  // APs wait for INIT/SIPI from the BSP
+            set_lapic_lint(*v);
+        }
         v->set_sregs(s);
         v->set_regs(r);
         kvm_fpu fpu{};
         fpu.fcw = 0x37f;
         fpu.mxcsr = 0x1f80;
         v->set_fpu(fpu);
+        if (!nano_ && i != 0) {
+            kvm_mp_state mp{KVM_MP_STATE_UNINITIALIZED};
+            if (::ioctl(v->fd(), KVM_SET_MP_STATE, &mp) < 0) throw_errno("KVM_SET_MP_STATE");
+        }
         vcpus_.push_back(std::move(v));
     }
 }
 
 void Machine::build_devices() {
     const int cfd = opts_.console_fd;
-    pio_bus_.add(0x3f8, 8, std::make_shared<ConsoleOut>(cfd));
-    if (nano_) pio_bus_.add(KN_PORT_WRITE, 0x10, std::make_shared<NanoPorts>(*this));
+    if (nano_) {
+        pio_bus_.add(Serial::kCom1Base, Serial::kPortCount, std::make_shared<Serial>(cfd, nullptr));
+        pio_bus_.add(KN_PORT_WRITE, 0x10, std::make_shared<NanoPorts>(*this));
+    } else {
+        auto serial_irq = std::make_unique<IrqFdInterrupt>(*vm_, Serial::kCom1Irq);
+        pio_bus_.add(Serial::kCom1Base, Serial::kPortCount, std::make_shared<Serial>(cfd, serial_irq.get()));
+        interrupts_.push_back(std::move(serial_irq));
+        auto kbd_irq = std::make_unique<IrqFdInterrupt>(*vm_, I8042::kKeyboardIrq);
+        i8042_ = std::make_shared<I8042>([this] { stop(0, "guest reset through the i8042 controller"); }, kbd_irq.get());
+        I8042::attach(pio_bus_, i8042_);
+        interrupts_.push_back(std::move(kbd_irq));
+    }
 }
 
 void Machine::vcpu_main(size_t index) {
@@ -409,7 +472,8 @@ void Machine::resume() {
 
 void Machine::send_ctrl_alt_del() {
     if (state() != VmState::kRunning) throw UsageError("the VM is not running");
-    throw UsageError("SendCtrlAltDel needs a linux guest with an i8042 device");
+    if (!i8042_) throw UsageError("SendCtrlAltDel needs a linux guest (nano guests have no i8042)");
+    if (!i8042_->trigger_ctrl_alt_del()) throw Error("i8042 buffer full; try again", kExitTempFail);
 }
 
 void Machine::stop(int status, const std::string& reason) {

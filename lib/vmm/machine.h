@@ -28,6 +28,7 @@ namespace kindling {
 
 class VirtioMmio;
 class Interrupt;
+class I8042;
 
 // Exit counters, for benchmarks and --json.
 struct MachineStats {
@@ -104,7 +105,10 @@ private:
     Bus pio_bus_;
     Bus mmio_bus_;
     EventLoop device_loop_;
+    static constexpr unsigned kFirstVirtioIrq = 5;
     std::vector<std::shared_ptr<VirtioMmio>> virtio_;
+    std::vector<uint32_t> virtio_device_ids_;
+    std::shared_ptr<I8042> i8042_;
     std::vector<std::unique_ptr<Interrupt>> interrupts_;
     std::atomic<bool> device_event_{false};
     MachineStats stats_;
