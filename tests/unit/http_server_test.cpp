@@ -566,3 +566,27 @@ TEST_CASE("HttpServer rejects bad listen addresses clearly") {
         CHECK(e.err() == ENAMETOOLONG);
     }
 }
+
+TEST_CASE("HttpServer closes connections beyond max_connections") {
+    HttpServerOptions opts;
+    opts.max_connections = 2;
+    HttpServer server("127.0.0.1:0", echo, opts);
+    server.start();
+    Client a = Client::tcp(server.port()), b = Client::tcp(server.port());
+    for (Client* c : {&a, &b}) {
+        c->send(get("/held"));
+        REQUIRE(c->read_response());
+    }
+    Client extra = Client::tcp(server.port());
+    CHECK(extra.closed_within(2000ms));
+    // Once one closes, a new connection is served again.
+    { Client gone = std::move(a); }
+    std::optional<Response> r;
+    for (int i = 0; i < 50 && !r; ++i) {
+        Client again = Client::tcp(server.port());
+        again.send_ignoring_errors(get("/again"));
+        r = again.read_response(false, 200ms);
+    }
+    REQUIRE(r);
+    CHECK(r->status == 200);
+}
