@@ -50,8 +50,12 @@ ChunkSealer::ChunkSealer(const LayerKeys& keys, int zstd_level)
 }
 
 void ChunkSealer::seal(std::span<const uint8_t> plain, SealedChunk& out) {
+    seal(plain, sha256(plain), out);
+}
+
+void ChunkSealer::seal(std::span<const uint8_t> plain, const Digest& plain_hash, SealedChunk& out) {
     if (plain.size() > kChunkSize) throw std::length_error("chunk larger than 512 KiB");
-    out.plain_hash = sha256(plain);
+    out.plain_hash = plain_hash;
     out.key = keys_.chunk_key(out.plain_hash);
     std::span<const uint8_t> payload = plain;
     out.compressed = false;

@@ -64,6 +64,8 @@ public:
     // zstd_level 0 turns compression off.
     ChunkSealer(const LayerKeys& keys, int zstd_level);
     void seal(std::span<const uint8_t> plain, SealedChunk& out);
+    // The same, with SHA-256(plain) already computed by the caller.
+    void seal(std::span<const uint8_t> plain, const Digest& plain_hash, SealedChunk& out);
     // The encoding a compressed chunk from this sealer carries.
     static uint32_t zstd_version();
 

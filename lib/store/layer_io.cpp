@@ -260,6 +260,8 @@ PutResult put_layer(const std::string& snapdir, Store& store, const LayerKeys& k
     m.chunks.resize(tasks.size());
 
     std::atomic<uint64_t> done{0}, new_chunks{0}, new_bytes{0};
+    std::mutex sealed_mu;
+    std::unordered_map<Digest, uint32_t, DigestHash> sealed;  // plain hash -> chunk index
     auto make_state = [&] {
         return SealState{ChunkSealer(keys, opts.zstd_level), {}, std::vector<uint8_t>(kChunkSize)};
     };
@@ -283,9 +285,22 @@ PutResult put_layer(const std::string& snapdir, Store& store, const LayerKeys& k
             if (hole || is_all_zero(plain)) {
                 c.zero = true;
             } else {
-                st.sealer.seal(plain, st.sealed);
+                c.plain_hash = sha256(plain);
+                // A chunk repeated inside the layer is sealed and stored once.
+                {
+                    std::lock_guard<std::mutex> g(sealed_mu);
+                    if (auto it = sealed.find(c.plain_hash); it != sealed.end()) {
+                        const ManifestChunk& prev = m.chunks[it->second];
+                        c.id = prev.id;
+                        c.key = prev.key;
+                        c.compressed = prev.compressed;
+                        c.stored_len = prev.stored_len;
+                        done += t.len;
+                        return;
+                    }
+                }
+                st.sealer.seal(plain, c.plain_hash, st.sealed);
                 c.id = st.sealed.id;
-                c.plain_hash = st.sealed.plain_hash;
                 c.key = st.sealed.key;
                 c.compressed = st.sealed.compressed;
                 c.stored_len = static_cast<uint32_t>(st.sealed.blob.size());
@@ -297,6 +312,8 @@ PutResult put_layer(const std::string& snapdir, Store& store, const LayerKeys& k
                 } catch (...) {
                     rethrow_in("store write failed");
                 }
+                std::lock_guard<std::mutex> g(sealed_mu);
+                sealed.emplace(c.plain_hash, t.chunk);
             }
         } catch (...) {
             rethrow_in(chunk_where(snapdir + "/" + e.path, t.offset));
