@@ -14,6 +14,8 @@
 #include "base/log.h"
 #include "base/tool.h"
 #include "cli/cli.h"
+#include "http/http_server.h"
+#include "vmm/fc_api.h"
 #include "vmm/machine.h"
 
 using namespace kindling;
@@ -33,6 +35,7 @@ struct Flags {
     std::vector<std::string> drives;
     std::string api_sock;
     std::string console;
+    std::string id = "anonymous-instance";
 };
 
 DriveConfig parse_drive(const std::string& spec, size_t index) {
@@ -85,6 +88,10 @@ int run(Flags& f) {
     }
 
     Machine m(Machine::Options{cfd});
+    // Bind the API socket before anything boots: a taken path fails fast.
+    FirecrackerApi api(m, f.id);
+    std::unique_ptr<HttpServer> server;
+    if (!f.api_sock.empty()) server = std::make_unique<HttpServer>(f.api_sock, api.handler(), FirecrackerApi::server_options());
     MachineConfig mc;
     mc.vcpu_count = f.vcpus;
     if (f.mem_mib) mc.mem_size_mib = f.mem_mib;
@@ -99,6 +106,10 @@ int run(Flags& f) {
         b.boot_args = f.boot_args;
         m.set_boot_source(b);
         m.start();
+    }
+    if (server) {
+        server->start();
+        log_verbose("API on %s", server->address().c_str());
     }
 
     UniqueFd sfd(::signalfd(-1, &sigs, SFD_CLOEXEC));
@@ -117,6 +128,7 @@ int run(Flags& f) {
         }
     }
     int status = m.wait_for_exit();
+    if (server) server->stop();
     const auto& st = m.stats();
     if (f.common.json) {
         nlohmann::json j = {{"exit_status", status},
@@ -154,6 +166,7 @@ int main(int argc, char** argv) {
     app.add_option("--cid", f.cid, "Guest vsock context id (default 3)")->check(CLI::Range(3, 0x7fffffff));
     app.add_option("--drive", f.drives, "virtio-blk drive: PATH[,ro][,root] (repeatable)");
     app.add_option("--api-sock", f.api_sock, "Serve the Firecracker-compatible API on this Unix socket");
+    app.add_option("--id", f.id, "Instance id reported by the API (GET /)");
     app.add_option("--console", f.console, "Write the guest console to FILE instead of stdout");
     int rc = parse_cli(app, argc, argv);
     if (rc >= 0) return rc;
