@@ -1,6 +1,7 @@
 #include "http/http_server.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -617,6 +618,9 @@ void ServerCore::accept() {
             sock.close(ignored);
             return accept();
         }
+        // Asio accepts with plain accept(2): no SOCK_CLOEXEC.  Don't leak API
+        // connections into children the VMM spawns.
+        ::fcntl(sock.native_handle(), F_SETFD, FD_CLOEXEC);
         std::string peer = "unix";
         if (listener.family != AF_UNIX) {
             int one = 1;

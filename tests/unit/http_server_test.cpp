@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <netinet/in.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -589,4 +590,25 @@ TEST_CASE("HttpServer closes connections beyond max_connections") {
     }
     REQUIRE(r);
     CHECK(r->status == 200);
+}
+
+TEST_CASE("HttpServer's sockets are close-on-exec") {
+    TempDir dir;
+    HttpServer server(dir.path + "/s", echo);
+    server.start();
+    Client c = Client::unix_socket(dir.path + "/s");
+    c.send(get("/x"));
+    REQUIRE(c.read_response());
+    // Every socket this process holds, ours and the server's, must carry FD_CLOEXEC.
+    int sockets = 0;
+    for (auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+        std::error_code ec;
+        auto target = std::filesystem::read_symlink(e.path(), ec);
+        if (ec || !target.string().starts_with("socket:")) continue;
+        int fd = std::stoi(e.path().filename().string());
+        if (fd == c.fd()) continue;
+        ++sockets;
+        CHECK((::fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0);
+    }
+    CHECK(sockets >= 2);  // the listener and the accepted connection
 }
