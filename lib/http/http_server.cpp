@@ -229,10 +229,7 @@ Listener listen_tcp(const std::string& spec) {
         host = spec.substr(1, close - 1);
         port = spec.substr(close + 2);
     } else {
-        size_t colon = spec.rfind(':');
-        if (colon == std::string::npos)
-            throw ConfigError("invalid listen address '" + spec +
-                              "' (want host:port or a Unix socket path)");
+        size_t colon = spec.rfind(':');  // make_listener saw one
         host = spec.substr(0, colon);
         port = spec.substr(colon + 1);
     }
@@ -280,7 +277,9 @@ Listener listen_tcp(const std::string& spec) {
 
 Listener make_listener(const std::string& address, const std::string& label) {
     if (address.starts_with("unix:")) return listen_unix(address.substr(5), label);
-    if (address.find('/') != std::string::npos) return listen_unix(address, label);
+    // A TCP address always has a port; anything else is a path ("api.sock" too).
+    if (address.find('/') != std::string::npos || address.find(':') == std::string::npos)
+        return listen_unix(address, label);
     return listen_tcp(address);
 }
 

@@ -107,8 +107,9 @@ private:
 
 class HttpServer {
 public:
-    // `address`: "unix:/path", or anything containing '/' (a Unix socket path), or
-    // "host:port" / "[v6]:port" / ":port" for TCP (port 0: the kernel picks one).
+    // `address`: "unix:PATH", or a path (contains '/' or no ':'), is a Unix socket;
+    // "host:port" / "[v6]:port" / ":port" is TCP (port 0: the kernel picks one).
+    // Tools taking a socket path from the user should pass "unix:" + path.
     // Binds and listens here, so errors surface before start() and port() is known:
     // a Unix path with a live listener -> AddressInUseError; a stale socket file (no
     // listener) is replaced; an existing non-socket file -> SysError(EEXIST).

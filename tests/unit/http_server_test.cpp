@@ -409,6 +409,19 @@ TEST_CASE("HttpServer replaces a stale socket file and removes its own on stop")
     server.stop();  // idempotent
 }
 
+TEST_CASE("HttpServer takes a relative path without a colon as a Unix socket") {
+    TempDir dir;
+    auto old_cwd = std::filesystem::current_path();
+    std::filesystem::current_path(dir.path);
+    {
+        HttpServer server("api.sock", echo);
+        CHECK(server.is_unix());
+        CHECK(exists(dir.path + "/api.sock"));
+    }
+    CHECK(!exists(dir.path + "/api.sock"));
+    std::filesystem::current_path(old_cwd);
+}
+
 TEST_CASE("HttpServer removes its socket file when destroyed, started or not") {
     TempDir dir;
     std::string sock = dir.path + "/a.sock";
@@ -557,7 +570,7 @@ TEST_CASE("HttpServer async handlers may answer from another thread") {
 }
 
 TEST_CASE("HttpServer rejects bad listen addresses clearly") {
-    CHECK_THROWS_AS(HttpServer("localhost", echo), ConfigError);
+    CHECK_THROWS_AS(HttpServer("localhost:http", echo), ConfigError);
     CHECK_THROWS_AS(HttpServer("127.0.0.1:99999", echo), ConfigError);
     CHECK_THROWS_AS(HttpServer("[::1", echo), ConfigError);
     try {
