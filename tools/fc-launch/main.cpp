@@ -91,7 +91,7 @@ int run(Flags& f) {
     // Bind the API socket before anything boots: a taken path fails fast.
     FirecrackerApi api(m, f.id);
     std::unique_ptr<HttpServer> server;
-    if (!f.api_sock.empty()) server = std::make_unique<HttpServer>(f.api_sock, api.handler(), FirecrackerApi::server_options());
+    if (!f.api_sock.empty()) server = std::make_unique<HttpServer>("unix:" + f.api_sock, api.handler(), FirecrackerApi::server_options());
     MachineConfig mc;
     mc.vcpu_count = f.vcpus;
     if (f.mem_mib) mc.mem_size_mib = f.mem_mib;
