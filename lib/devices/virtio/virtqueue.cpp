@@ -190,9 +190,9 @@ bool Virtqueue::walk_indirect(DescriptorChain& chain, const Desc& d, uint16_t id
         fail("descriptor %u sets both INDIRECT and NEXT", idx);
         return false;
     }
-    if (d.len == 0 || d.len % kDescSize != 0 || d.len / kDescSize > st_.size) {
+    if (d.len == 0 || d.len % kDescSize != 0 || d.len / kDescSize > kMaxIndirect) {
         fail("descriptor %u: indirect table length %u is not a multiple of 16 in [16, %u]", idx, d.len,
-             static_cast<unsigned>(kDescSize * st_.size));
+             static_cast<unsigned>(kDescSize * kMaxIndirect));
         return false;
     }
     const uint8_t* table = mem_.host_ptr(d.addr, d.len);

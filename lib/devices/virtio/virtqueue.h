@@ -64,6 +64,9 @@ public:
     // Longest buffer a chain may describe in total; anything longer is hostile.
     static constexpr uint64_t kMaxChainBytes = 256ull << 20;
     static constexpr uint16_t kMaxQueueSize = 32768;  // virtio 1.2 §2.7
+    // Entries an indirect table may have.  Linux does not bound indirect tables by
+    // the queue size, so neither do we; QEMU uses the same limit.
+    static constexpr uint32_t kMaxIndirect = 1024;
 
     Virtqueue(const GuestMemory& mem, std::string device_name, uint16_t index, uint16_t max_size);
 
