@@ -6,6 +6,7 @@
 # Used by bench/chunk.sh and the snap-chunk CLI tests until real snapshots exist.
 set -eu
 dir=$1; mib=$2; seed=$3
+nseed=$(printf %s "$seed" | cksum | cut -d' ' -f1)
 mkdir -p "$dir"
 # Seeded pseudo-random bytes: AES-CTR keystream (fast, reproducible).
 prng() { openssl enc -aes-256-ctr -nosalt -pass "pass:kindling-$1" -pbkdf2 -iter 1 </dev/zero 2>/dev/null | head -c "$2"; }
@@ -21,7 +22,7 @@ bytes=$((mib * 1048576)); e=$((bytes / 8)); eb=$((e / 1048576))
 : >"$mem"
 truncate -s "$bytes" "$mem"
 prng "mem-$seed" $((2 * e)) | dd of="$mem" conv=notrunc bs=1M status=none
-texty "$seed" $((2 * e)) | dd of="$mem" conv=notrunc bs=1M seek=$((2 * eb)) status=none
+texty "$nseed" $((2 * e)) | dd of="$mem" conv=notrunc bs=1M seek=$((2 * eb)) status=none
 blk=$(mktemp)
 prng "blk-$seed" 524288 >"$blk"
 i=0; n=$((e / 524288))

@@ -277,6 +277,11 @@ int main(int argc, char** argv) {
                  "snap-chunk"};
     app.set_version_flag("--version", std::string(kVersion));
     app.require_subcommand(1);
+    app.footer("Secrets: --key-file FILE, else $KINDLING_CONVERGENCE_SECRET (base, runtime layers) or\n"
+               "$KINDLING_TENANT_KEY (function layers), in hex; never on the command line.\n"
+               "Stores: dir:/path[?max=SIZE].\n"
+               "Exit status: 65 corrupt, tampered or wrong key; 66 missing input; 69 store unavailable;\n"
+               "73 output exists; 74 I/O error; 78 no secret.  See snap-chunk(1).");
     Flags f;
 
     auto* put = app.add_subcommand("put", "Chunk SNAPDIR into the store; print the manifest id");
