@@ -167,6 +167,16 @@ TEST_CASE("virtio queue: a normal chain round trip") {
     CHECK(f.drv.reg(VirtioMmio::kInterruptStatus) == 0);
     CHECK_FALSE(f.needs_reset());
 
+    VirtioMmioState st = f.mmio.state();  // what a snapshot will save
+    CHECK((st.status & kVirtioStatusDriverOk));
+    CHECK(st.driver_features == kFeatures);
+    REQUIRE(st.queues.size() == 1);
+    CHECK(st.queues[0].ready);
+    CHECK(st.queues[0].size == 8);
+    CHECK(st.queues[0].desc_addr == f.drv.ring(0).desc);
+    CHECK(st.queues[0].next_avail == 1);
+    CHECK(st.queues[0].next_used == 1);
+
     SUBCASE("the ring wraps around many times") {
         for (int i = 0; i < 100; ++i) {
             std::string msg = "msg " + std::to_string(i);

@@ -19,6 +19,7 @@
 #include <map>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "base/error.h"
@@ -708,4 +709,77 @@ TEST_CASE("vsock: malformed tx packets fail the device, the VMM keeps going") {
     REQUIRE(::write(c.get(), "CONNECT 1\n", 10) == 10);
     f.settle(20);
     CHECK(f.guest->inbox.empty());
+}
+
+TEST_CASE("vsock: event loop on its own thread (linux guests) while the guest polls") {
+    TempDir dir;
+    std::string uds = dir.path + "/v.sock";
+    GuestMemory mem{8 << 20};
+    EventLoop loop;
+    CountingInterrupt irq;
+    auto vs = std::make_shared<VirtioVsock>(kCid, uds, loop);
+    auto mmio = std::make_unique<VirtioMmio>(mem, vs, irq);
+    TestVirtioDriver drv(mem, *mmio);
+    REQUIRE((drv.init(kVirtioFVersion1, {64, 64, 8}) & kVirtioStatusDriverOk));
+    Guest g(mem, drv);
+    g.post_rx(32);
+    std::thread loop_thread([&] { loop.run(); });
+
+    UniqueFd client = unix_connect(uds);
+    REQUIRE(::write(client.get(), "CONNECT 42\n", 11) == 11);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    auto wait_for = [&](auto pred) {
+        while (!pred() && std::chrono::steady_clock::now() < deadline) {
+            mmio->poll();
+            g.collect();
+            std::this_thread::yield();
+        }
+        return pred();
+    };
+    REQUIRE(wait_for([&] { return !g.inbox.empty(); }));
+    Packet req = *g.next();
+    REQUIRE(req.h.op == kVsockOpRequest);
+    g.send(g.hdr(42, req.h.src_port, kVsockOpResponse));
+    int fl = ::fcntl(client.get(), F_GETFL);
+    ::fcntl(client.get(), F_SETFL, fl | O_NONBLOCK);
+
+    std::string down = random_bytes(512 * 1024, 7), up = random_bytes(512 * 1024, 8);
+    std::string ok = "OK " + std::to_string(req.h.src_port) + "\n";
+    std::string down_got, up_got;
+    size_t down_sent = 0, up_sent = 0;
+    uint32_t dev_alloc = 0, dev_fwd = 0, tx_cnt = 0, told = 0;
+    bool done = wait_for([&] {
+        if (down_sent < down.size()) {
+            ssize_t n = ::write(client.get(), down.data() + down_sent, std::min<size_t>(down.size() - down_sent, 32768));
+            if (n > 0) down_sent += static_cast<size_t>(n);
+        }
+        while (auto p = g.next()) {
+            if (p->h.op == kVsockOpRw) {
+                down_got += p->data;
+                g.fwd_cnt += p->h.len;
+            }
+            dev_alloc = p->h.buf_alloc;
+            dev_fwd = p->h.fwd_cnt;
+        }
+        if (g.fwd_cnt - told >= g.buf_alloc / 4) {
+            g.send(g.hdr(42, req.h.src_port, kVsockOpCreditUpdate));
+            told = g.fwd_cnt;
+        }
+        uint32_t credit = dev_alloc ? dev_alloc - (tx_cnt - dev_fwd) : 0;
+        size_t n = std::min<size_t>({credit, 4096, up.size() - up_sent});
+        if (n) {
+            g.send(g.hdr(42, req.h.src_port, kVsockOpRw), up.substr(up_sent, n), false);  // poll() picks it up
+            up_sent += n;
+            tx_cnt += static_cast<uint32_t>(n);
+        }
+        if (auto s = try_read(client.get())) up_got += *s;
+        return down_got.size() == down.size() && up_got.size() == ok.size() + up.size();
+    });
+    loop.stop();
+    loop_thread.join();
+    CHECK(done);
+    CHECK(down_got == down);
+    CHECK(up_got == ok + up);
+    mmio.reset();
+    vs.reset();
 }

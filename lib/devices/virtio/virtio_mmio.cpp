@@ -39,7 +39,9 @@ bool VirtioMmio::needs_reset() {
 
 VirtioMmioState VirtioMmio::state() {
     std::lock_guard lk(device_->mutex());
-    return st_;
+    VirtioMmioState s = st_;
+    for (auto& q : queues_) s.queues.push_back(q.config());
+    return s;
 }
 
 void VirtioMmio::UsedSignal::trigger() { t_.raise(kIntUsedBuffer); }

@@ -31,6 +31,7 @@ struct VirtioMmioState {
     uint64_t driver_features = 0;
     uint32_t queue_sel = 0;
     uint32_t config_generation = 0;
+    std::vector<VirtqueueState> queues;  // filled by VirtioMmio::state()
 };
 
 class VirtioMmio : public BusDevice {
@@ -91,6 +92,7 @@ public:
     // True between DRIVER_OK and the next reset, unless the device failed.
     bool active();
     bool needs_reset();
+    // Registers and queue positions, for snapshots (no codec yet).
     VirtioMmioState state();
 
 private:
