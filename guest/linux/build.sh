@@ -56,16 +56,18 @@ if [ -f "$out/vmlinux" ] && [ -f "$out/bzImage" ]; then
     exit 0
 fi
 
+# Holding the lock, any temp dir for this key is left over from a killed build.
+rm -rf "$cache/.linux-$key.tmp."*
 work=$(mktemp -d "$cache/.linux-$key.tmp.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 trap 'exit 130' INT TERM
-log=$work/build.log
+log=$cache/linux-$key.log  # kept after a failure, replaced by the next attempt
 start=$(date +%s)
 say "building guest kernel into $out ($jobs jobs; log: $log)"
 
 tar -xJf "$src" -C "$work" ||
     die 70 "$src: extraction failed"
-tree=$work/$(tar -tJf "$src" | head -n 1 | cut -d/ -f1)
+tree=$(find "$work" -mindepth 1 -maxdepth 1 -type d | head -n 1)
 
 build() {
     make -C "$tree" ARCH=x86_64 tinyconfig &&
@@ -97,6 +99,7 @@ cp "$tree/.config" "$work/out/config"
 make -s -C "$tree" ARCH=x86_64 kernelrelease >"$work/out/release"
 echo "$(( $(date +%s) - start ))" >"$work/out/build-seconds"
 mv "$work/out" "$out"
+mv "$log" "$out/build.log"
 sync -f "$out" 2>/dev/null || true
 say "built $(cat "$out/release") in $(cat "$out/build-seconds")s"
 echo "$out"
