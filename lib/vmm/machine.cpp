@@ -19,6 +19,9 @@
 #include "devices/i8042.h"
 #include "devices/interrupt.h"
 #include "devices/serial.h"
+#include "devices/virtio/virtio_blk.h"
+#include "devices/virtio/virtio_mmio.h"
+#include "devices/virtio/virtio_vsock.h"
 #include "kindling/nano_abi.h"
 #include "kvm/elf.h"
 #include "kvm/linux_boot.h"
@@ -326,6 +329,23 @@ void Machine::build_devices() {
         I8042::attach(pio_bus_, i8042_);
         interrupts_.push_back(std::move(kbd_irq));
     }
+
+    // virtio-mmio devices, one 4 KiB window each from KN_MMIO_BASE: vsock first,
+    // then the drives in the order given.
+    std::vector<std::shared_ptr<VirtioDevice>> devs;
+    if (config_.vsock) devs.push_back(std::make_shared<VirtioVsock>(config_.vsock->guest_cid, config_.vsock->uds_path, device_loop_));
+    for (const auto& d : config_.drives)
+        devs.push_back(std::make_shared<VirtioBlk>(d.path_on_host, d.is_read_only, d.drive_id));
+    for (size_t i = 0; i < devs.size(); ++i) {
+        std::unique_ptr<Interrupt> irq;
+        if (nano_) irq = std::make_unique<NanoInterrupt>(device_event_, device_loop_);
+        else irq = std::make_unique<IrqFdInterrupt>(*vm_, kFirstVirtioIrq + static_cast<uint32_t>(i));
+        auto mmio = std::make_shared<VirtioMmio>(*mem_, devs[i], *irq);
+        mmio_bus_.add(KN_MMIO_BASE + i * KN_MMIO_STRIDE, kVirtioMmioWindow, mmio);
+        virtio_.push_back(mmio);
+        virtio_device_ids_.push_back(devs[i]->device_id());
+        interrupts_.push_back(std::move(irq));
+    }
 }
 
 void Machine::vcpu_main(size_t index) {
@@ -412,9 +432,9 @@ void Machine::handle_mmio(size_t index) {
 
 void Machine::nano_wait(uint32_t timeout_us) {
     stats_.waits.fetch_add(1, std::memory_order_relaxed);
-    (void)timeout_us;
-    // Devices are wired in build_devices(); until a device raises an event the
-    // guest sleeps here.  With no devices a wait is just a timed sleep.
+    // The guest needs no QueueNotify exits: every queue is processed here, then the
+    // vCPU thread services the device loop itself until a device used a buffer.
+    for (auto& d : virtio_) d->poll();
     using clock = std::chrono::steady_clock;
     auto deadline = timeout_us == KN_WAIT_FOREVER ? clock::time_point::max()
                                                   : clock::now() + std::chrono::microseconds(timeout_us);
