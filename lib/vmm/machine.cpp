@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cinttypes>
+#include <cstddef>
 #include <cstring>
 
 #include "base/error.h"
@@ -134,8 +135,11 @@ public:
         case KN_PORT_EXIT:
             m_.stop(static_cast<int>(v & 0xff), "guest exited with status " + std::to_string(v));
             break;
+        case KN_PORT_MMIO_BATCH:
+            m_.mmio_batch(v);
+            break;
         case KN_PORT_READY:
-            log_verbose("guest is ready");
+            log_verbose("guest is ready (%.0f us after the first guest instruction)", m_.us_since_first_run());
             break;
         default:
             m_.stop(kExitDataErr, "guest wrote to unknown port " + hex(KN_PORT_WRITE + offset));
@@ -319,7 +323,7 @@ void Machine::build_devices() {
     const int cfd = opts_.console_fd;
     if (nano_) {
         pio_bus_.add(Serial::kCom1Base, Serial::kPortCount, std::make_shared<Serial>(cfd, nullptr));
-        pio_bus_.add(KN_PORT_WRITE, 0x10, std::make_shared<NanoPorts>(*this));
+        pio_bus_.add(KN_PORT_WRITE, 0x20, std::make_shared<NanoPorts>(*this));
     } else {
         auto serial_irq = std::make_unique<IrqFdInterrupt>(*vm_, Serial::kCom1Irq);
         pio_bus_.add(Serial::kCom1Base, Serial::kPortCount, std::make_shared<Serial>(cfd, serial_irq.get()));
@@ -355,6 +359,7 @@ void Machine::vcpu_main(size_t index) {
     pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
     Vcpu& v = *vcpus_[index];
     kvm_run* run = v.run_state();
+    if (index == 0) first_run_ = std::chrono::steady_clock::now();
     try {
         for (;;) {
             if (parked_or_stopping()) break;
@@ -427,6 +432,42 @@ void Machine::handle_mmio(size_t index) {
         if (nano_)
             stop(kExitDataErr, std::string("guest ") + (m.is_write ? "wrote to" : "read from") + " unknown MMIO address " +
                                    hex(m.phys_addr));
+    }
+}
+
+void Machine::mmio_batch(uint64_t gpa) {
+    uint32_t count = 0;
+    if (!mem_->read_obj(gpa, count) || count > KN_MMIO_BATCH_MAX ||
+        !mem_->contains(gpa + offsetof(kn_mmio_batch, ops), uint64_t(count) * sizeof(kn_mmio_op))) {
+        stop(kExitDataErr, "guest MMIO batch at " + hex(gpa) + " is outside guest memory or has more than " +
+                               std::to_string(KN_MMIO_BATCH_MAX) + " operations");
+        return;
+    }
+    for (uint32_t i = 0; i < count && !stopping_.load(); ++i) {
+        uint64_t op_gpa = gpa + offsetof(kn_mmio_batch, ops) + uint64_t(i) * sizeof(kn_mmio_op);
+        kn_mmio_op op;
+        mem_->read_obj(op_gpa, op);
+        if (op.size != 1 && op.size != 2 && op.size != 4) {
+            stop(kExitDataErr, "guest MMIO batch op " + std::to_string(i) + " has size " + std::to_string(op.size));
+            return;
+        }
+        stats_.batched_mmio.fetch_add(1, std::memory_order_relaxed);
+        uint8_t data[4] = {};
+        if (op.is_write) {
+            std::memcpy(data, &op.value, op.size);
+            if (!mmio_bus_.write(op.addr, data, op.size)) {
+                stop(kExitDataErr, "guest wrote to unknown MMIO address " + hex(op.addr) + " (batched)");
+                return;
+            }
+        } else {
+            if (!mmio_bus_.read(op.addr, data, op.size)) {
+                stop(kExitDataErr, "guest read from unknown MMIO address " + hex(op.addr) + " (batched)");
+                return;
+            }
+            op.value = 0;
+            std::memcpy(&op.value, data, op.size);
+            mem_->write_obj(op_gpa, op);
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -36,6 +37,7 @@ struct MachineStats {
     std::atomic<uint64_t> pio_exits{0};
     std::atomic<uint64_t> mmio_exits{0};
     std::atomic<uint64_t> waits{0};
+    std::atomic<uint64_t> batched_mmio{0};
 };
 
 class Machine : public VmmControl {
@@ -68,6 +70,9 @@ public:
     const std::string& stop_reason() const { return stop_reason_; }
     int exit_status() const { return exit_status_; }
     bool is_nano() const { return nano_; }
+    double us_since_first_run() const {
+        return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - first_run_).count();
+    }
     const MachineStats& stats() const { return stats_; }
 
 private:
@@ -80,6 +85,8 @@ private:
     void handle_mmio(size_t index);
     // KN_PORT_WAIT: service devices, then block until an event or the timeout.
     void nano_wait(uint32_t timeout_us);
+    // KN_PORT_MMIO_BATCH: the accesses listed at `gpa`, in order.
+    void mmio_batch(uint64_t gpa);
     void kick_vcpus();
     bool parked_or_stopping();
 
@@ -112,6 +119,7 @@ private:
     std::vector<std::unique_ptr<Interrupt>> interrupts_;
     std::atomic<bool> device_event_{false};
     MachineStats stats_;
+    std::chrono::steady_clock::time_point first_run_;
 };
 
 }  // namespace kindling

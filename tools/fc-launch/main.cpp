@@ -136,7 +136,8 @@ int run(Flags& f) {
                             {"exits", st.exits.load()},
                             {"pio_exits", st.pio_exits.load()},
                             {"mmio_exits", st.mmio_exits.load()},
-                            {"waits", st.waits.load()}};
+                            {"waits", st.waits.load()},
+                            {"batched_mmio", st.batched_mmio.load()}};
         std::printf("%s\n", j.dump().c_str());
     }
     // A guest that stops on its own (exit port, reset) is not an error; anything
