@@ -6,7 +6,7 @@
 # Used by bench/chunk.sh and the snap-chunk CLI tests until real snapshots exist.
 set -eu
 dir=$1; mib=$2; seed=$3
-nseed=$(printf %s "$seed" | cksum | cut -d' ' -f1)
+nseed=$(( $(printf %s "$seed" | cksum | cut -d" " -f1) % 1000000007 ))  # awk srand wants a small seed
 mkdir -p "$dir"
 # Seeded pseudo-random bytes: AES-CTR keystream (fast, reproducible).
 prng() { openssl enc -aes-256-ctr -nosalt -pass "pass:kindling-$1" -pbkdf2 -iter 1 </dev/zero 2>/dev/null | head -c "$2"; }

@@ -207,6 +207,7 @@ LayerStats layer_stats(const Manifest& m) {
             ++s.zero_chunks;
             continue;
         }
+        s.data_bytes += c.plain_len;
         if (!seen.insert(c.id).second) continue;
         ++s.unique_chunks;
         s.unique_plain_bytes += c.plain_len;

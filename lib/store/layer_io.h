@@ -25,6 +25,7 @@ struct LayerStats {
     uint64_t logical_bytes = 0;  // sum of file sizes
     uint64_t chunks = 0;
     uint64_t zero_chunks = 0;
+    uint64_t data_bytes = 0;      // bytes in non-zero chunks, repeats counted
     uint64_t unique_chunks = 0;   // distinct non-zero chunk ids
     uint64_t unique_plain_bytes = 0;
     uint64_t stored_bytes = 0;    // bytes of the distinct chunks in the store

@@ -64,6 +64,7 @@ json stats_json(const LayerStats& s) {
             {"logical_bytes", s.logical_bytes},
             {"chunks", s.chunks},
             {"zero_chunks", s.zero_chunks},
+            {"data_bytes", s.data_bytes},
             {"unique_chunks", s.unique_chunks},
             {"unique_plain_bytes", s.unique_plain_bytes},
             {"compressed_chunks", s.compressed_chunks},
