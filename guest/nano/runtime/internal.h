@@ -17,10 +17,12 @@ struct nano_stats {
     uint64_t console_writes;
     uint64_t mmio_reads;
     uint64_t mmio_writes;
+    uint64_t mmio_batches;
     uint64_t invokes;
     uint64_t errors;
     uint64_t connections;
     uint64_t reseeds;
+    uint64_t ready_ns; /* TSC time from entry to KN_PORT_READY */
 };
 extern struct nano_stats nano_stats;
 

@@ -72,6 +72,7 @@ void nano_runtime_main(void) {
         nano_printf("nano: ready on vsock port %u (cid %llu, %llu MiB RAM, %zu KiB heap free)\n", (unsigned)port,
                     (unsigned long long)kn_boot->guest_cid, (unsigned long long)(kn_boot->mem_size >> 20),
                     heap_free_bytes() >> 10);
+    nano_stats.ready_ns = nano_now_ns();
     outl(KN_PORT_READY, 0);
     for (;;) {
         while (vsock_poll()) {

@@ -86,11 +86,21 @@ struct virtio_mmio {
 uint32_t mmio_read32(const struct virtio_mmio* d, uint32_t off);
 void mmio_write32(const struct virtio_mmio* d, uint32_t off, uint32_t v);
 
-/* Status handshake up to FEATURES_OK (§3.1.1 steps 1-6); 0 on success. */
-int virtio_negotiate(struct virtio_mmio* d, uint32_t features_lo, uint32_t features_hi);
-/* Allocate and register queue `index` with at most `want` entries (§4.2.3.2); 0 on success. */
-int virtq_setup(struct virtio_mmio* d, uint32_t index, struct virtq* q, uint16_t want);
-void virtio_driver_ok(struct virtio_mmio* d);
+/* Register accesses queued and performed by the VMM in one exit (KN_PORT_MMIO_BATCH),
+ * in order.  Without that port (or with the option mmio=direct) each access is made
+ * at once.  Reads return a handle for mmio_result after mmio_batch_run. */
+void mmio_batch_write(const struct virtio_mmio* d, uint32_t off, uint32_t v);
+int mmio_batch_read(const struct virtio_mmio* d, uint32_t off);
+void mmio_batch_run(void);
+uint32_t mmio_result(int handle);
+
+/* Device initialisation (§3.1.1) for a device with `nq` queues: negotiate the
+ * features, allocate queue i with at most want[i] entries and register it
+ * (§4.2.3.2), then DRIVER_OK.  Two batches: 2 exits with KN_PORT_MMIO_BATCH, about
+ * 6 + 7 * nq without.  Returns 0, or -1 with the device marked FAILED.  Rings can
+ * be filled after it returns; the VMM sees them at the next KN_PORT_WAIT. */
+int virtio_init(struct virtio_mmio* d, uint32_t features_lo, uint32_t features_hi, struct virtq* qs,
+                const uint16_t* want, int nq);
 
 /* Make descriptor chain `head` available to the device. */
 static inline void virtq_push(struct virtq* q, uint16_t head) {

@@ -95,12 +95,12 @@ int vsock_init(uint32_t port, uint32_t buf_alloc) {
     listen_port = port;
     conn_buf_alloc = buf_alloc;
 
-    if (virtio_negotiate(&dev, 0, VIRTIO_F_VERSION_1_HI) != 0) return -1;
-    if (virtq_setup(&dev, 0, &rxq, RX_QUEUE_SIZE) != 0 || virtq_setup(&dev, 1, &txq, TX_QUEUE_SIZE) != 0 ||
-        virtq_setup(&dev, 2, &evq, EVENT_QUEUE_SIZE) != 0) {
-        mmio_write32(&dev, VIRTIO_MMIO_STATUS, VIRTIO_STATUS_FAILED);
-        return -1;
-    }
+    struct virtq qs[3];
+    static const uint16_t want[3] = {RX_QUEUE_SIZE, TX_QUEUE_SIZE, EVENT_QUEUE_SIZE};
+    if (virtio_init(&dev, 0, VIRTIO_F_VERSION_1_HI, qs, want, 3) != 0) return -1;
+    rxq = qs[0];
+    txq = qs[1];
+    evq = qs[2];
 
     n_rx = rxq.size / 2;
     rx_hdr = heap_alloc_permanent(n_rx * sizeof(struct vsock_hdr), 64);
@@ -112,7 +112,8 @@ int vsock_init(uint32_t port, uint32_t buf_alloc) {
     tx_serial = heap_alloc_permanent(n_tx * sizeof(uint32_t), 16);
     ev_buf = heap_alloc_permanent(evq.size * sizeof(uint32_t), 16);
     if (!rx_hdr || !rx_data || !tx_hdr || !tx_free || !tx_owner || !tx_serial || !ev_buf) {
-        mmio_write32(&dev, VIRTIO_MMIO_STATUS, VIRTIO_STATUS_FAILED);
+        mmio_batch_write(&dev, VIRTIO_MMIO_STATUS, VIRTIO_STATUS_FAILED);
+        mmio_batch_run();
         return -1;
     }
     /* Receive chains are fixed: buffer i = descriptors 2i -> 2i+1, device-writable. */
@@ -139,10 +140,9 @@ int vsock_init(uint32_t port, uint32_t buf_alloc) {
         evq.desc[i].flags = VIRTQ_DESC_F_WRITE;
         evq.desc[i].next = 0;
     }
-    /* No interrupt hint on rx and event: a used buffer there is what ends our wait. */
-    rxq.avail->flags = 0;
-    evq.avail->flags = 0;
-    virtio_driver_ok(&dev);
+    /* No interrupt hint on rx and event: a used buffer there is what ends our
+     * wait.  The tx hint is set before each wait (vsock_prepare_wait). */
+    txq.avail->flags = VIRTQ_AVAIL_F_NO_INTERRUPT;
     for (uint16_t i = 0; i < n_rx; ++i) post_rx(i);
     for (uint16_t i = 0; i < evq.size; ++i) virtq_push(&evq, i);
     present = 1;
