@@ -73,6 +73,13 @@ static uint32_t* tx_serial; /* owner's serial when queued */
 
 static struct vsock_conn conns[VSOCK_MAX_CONNS];
 static uint32_t next_serial = 1;
+static int trace; /* trace=vsock: log every packet on the console */
+
+static const char* op_name(uint16_t op) {
+    static const char* const names[] = {"INVALID", "REQUEST", "RESPONSE", "RST",
+                                        "SHUTDOWN", "RW", "CREDIT_UPDATE", "CREDIT_REQUEST"};
+    return op < 8 ? names[op] : "?";
+}
 
 int vsock_present(void) { return present; }
 struct virtio_mmio* vsock_device(void) { return &dev; }
@@ -93,6 +100,8 @@ int vsock_init(uint32_t port, uint32_t buf_alloc) {
     dev.device_id = d->device_id;
     guest_cid = kn_boot->guest_cid;
     listen_port = port;
+    const char* t = nano_option("trace");
+    trace = t && strcmp(t, "vsock") == 0;
     conn_buf_alloc = buf_alloc;
 
     struct virtq qs[3];
@@ -193,6 +202,9 @@ static int tx_queue(struct vsock_conn* c, const struct vsock_hdr* h, const void*
         pd->next = 0;
     }
     virtq_push(&txq, (uint16_t)(2 * s));
+    if (trace)
+        nano_printf("vsock tx %s %u->%u len %u flags %u buf_alloc %u fwd_cnt %u\n", op_name(h->op), h->src_port,
+                    h->dst_port, len, h->flags, tx_hdr[s].buf_alloc, tx_hdr[s].fwd_cnt);
     return 0;
 }
 
@@ -351,6 +363,9 @@ void vsock_rx_resume(struct vsock_conn* c) {
 }
 
 static void handle_packet(const struct vsock_hdr* h, const uint8_t* data, uint32_t len) {
+    if (trace)
+        nano_printf("vsock rx %s %u->%u len %u flags %u buf_alloc %u fwd_cnt %u\n", op_name(h->op), h->src_port,
+                    h->dst_port, len, h->flags, h->buf_alloc, h->fwd_cnt);
     if (h->type != VSOCK_TYPE_STREAM) {
         if (h->op != VSOCK_OP_RST) tx_rst_reply(h);
         return;
