@@ -18,6 +18,7 @@ Exit status: 0 all steps passed, 1 a check failed (the reason on stderr).
 import json
 import socket
 import sys
+import threading
 import time
 
 
@@ -106,10 +107,15 @@ def main(argv):
         elif step == "hello-pipeline":
             n = int(steps[i + 1]); i += 2
             payloads = [b"p%d-" % k + b"x" * (k * 37 % 3000) for k in range(n)]
-            c.s.sendall(b"".join(b"INVOKE %d\n" % len(p) + p for p in payloads))
+            # Write from a thread: a window smaller than the whole burst needs the
+            # answers read while requests are still going out.
+            data = b"".join(b"INVOKE %d\n" % len(p) + p for p in payloads)
+            writer = threading.Thread(target=c.s.sendall, args=(data,), daemon=True)
+            writer.start()
             for k, p in enumerate(payloads):
                 kind, body = c.answer()
                 check_hello(k, kind, body, p)
+            writer.join()
         elif step == "invoke":
             with open(steps[i + 1], "rb") as f:
                 payload = f.read()
