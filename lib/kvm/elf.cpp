@@ -2,6 +2,7 @@
 
 #include <elf.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 
 #include <cstring>
 
@@ -26,7 +27,7 @@ void parse_notes(ElfImage& img, uint64_t off, uint64_t len) {
     uint64_t end = off + len;
     while (off + sizeof(Elf64_Nhdr) <= end) {
         Elf64_Nhdr nh;
-        std::memcpy(&nh, img.bytes.data() + off, sizeof nh);
+        std::memcpy(&nh, img.data() + off, sizeof nh);
         uint64_t name_off = off + sizeof nh;
         uint64_t desc_off = name_off + ((nh.n_namesz + 3ull) & ~3ull);
         uint64_t next = desc_off + ((nh.n_descsz + 3ull) & ~3ull);
@@ -34,8 +35,8 @@ void parse_notes(ElfImage& img, uint64_t off, uint64_t len) {
         ElfNote n;
         n.type = nh.n_type;
         if (nh.n_namesz > 0)
-            n.name.assign(reinterpret_cast<const char*>(img.bytes.data() + name_off), nh.n_namesz - 1);
-        n.desc.assign(img.bytes.data() + desc_off, img.bytes.data() + desc_off + nh.n_descsz);
+            n.name.assign(reinterpret_cast<const char*>(img.data() + name_off), nh.n_namesz - 1);
+        n.desc.assign(img.data() + desc_off, img.data() + desc_off + nh.n_descsz);
         img.notes.push_back(std::move(n));
         off = next;
     }
@@ -46,8 +47,20 @@ void parse_notes(ElfImage& img, uint64_t off, uint64_t len) {
 ElfImage read_elf(const std::string& path) {
     ElfImage img;
     img.path = path;
-    img.bytes = read_file_bytes(path);
-    const auto& b = img.bytes;
+    {
+        UniqueFd fd = open_file(path, O_RDONLY);
+        struct stat st {};
+        if (::fstat(fd.get(), &st) < 0) throw_errno(path);
+        if (S_ISDIR(st.st_mode)) throw SysError(path, EISDIR);
+        if (st.st_size < static_cast<off_t>(sizeof(Elf64_Ehdr))) throw DataError(path + ": not an ELF file (too short)");
+        img.file = Mapping::map(static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd.get(), 0, path);
+    }
+    struct Bytes {
+        const uint8_t* p;
+        size_t n;
+        const uint8_t* data() const { return p; }
+        size_t size() const { return n; }
+    } b{img.data(), img.size()};
     if (b.size() < SELFMAG || std::memcmp(b.data(), ELFMAG, SELFMAG) != 0)
         throw DataError(path + ": not an ELF file");
     if (b.size() < sizeof(Elf64_Ehdr)) throw DataError(path + ": truncated ELF header");

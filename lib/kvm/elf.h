@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "base/fd.h"
+
 namespace kindling {
 
 struct ElfSegment {
@@ -23,7 +25,9 @@ struct ElfNote {
 
 struct ElfImage {
     std::string path;
-    std::vector<uint8_t> bytes;  // the whole file
+    Mapping file;  // the whole file, mapped read-only (only the pages used are read)
+    const uint8_t* data() const { return file.data(); }
+    size_t size() const { return file.size(); }
     uint64_t entry = 0;
     std::vector<ElfSegment> loads;
     std::vector<ElfNote> notes;

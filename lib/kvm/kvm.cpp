@@ -40,17 +40,26 @@ Kvm::Kvm() {
     if (api != KVM_API_VERSION) throw UnavailableError(path + ": unexpected KVM API version " + std::to_string(api));
     vcpu_mmap_size_ = xioctl(fd, KVM_GET_VCPU_MMAP_SIZE, nullptr, "KVM_GET_VCPU_MMAP_SIZE");
 
-    for (uint32_t n = 256; n <= 4096; n *= 2) {  // 75 entries on this host: one call
-        std::vector<uint8_t> buf(sizeof(KvmCountHeader) + n * sizeof(kvm_cpuid_entry2));
-        auto* h = reinterpret_cast<KvmCountHeader*>(buf.data());
-        h->count = n;
-        if (::ioctl(fd, kKvmGetSupportedCpuid, h) == 0) {
-            auto* e = reinterpret_cast<kvm_cpuid_entry2*>(h + 1);
-            cpuid_.assign(e, e + h->count);
-            break;
+    cpuid_future_ = std::async(std::launch::async, [fd] {
+        std::vector<kvm_cpuid_entry2> out;
+        for (uint32_t n = 256; n <= 4096; n *= 2) {  // 75 entries on this host: one call
+            std::vector<uint8_t> buf(sizeof(KvmCountHeader) + n * sizeof(kvm_cpuid_entry2));
+            auto* h = reinterpret_cast<KvmCountHeader*>(buf.data());
+            h->count = n;
+            if (::ioctl(fd, kKvmGetSupportedCpuid, h) == 0) {
+                auto* e = reinterpret_cast<kvm_cpuid_entry2*>(h + 1);
+                out.assign(e, e + h->count);
+                return out;
+            }
+            if (errno != E2BIG) throw_errno("KVM_GET_SUPPORTED_CPUID");
         }
-        if (errno != E2BIG) throw_errno("KVM_GET_SUPPORTED_CPUID");
-    }
+        throw Error("KVM_GET_SUPPORTED_CPUID: more than 4096 entries");
+    });
+}
+
+const std::vector<kvm_cpuid_entry2>& Kvm::supported_cpuid() const {
+    std::call_once(cpuid_once_, [this] { cpuid_ = cpuid_future_.get(); });
+    return cpuid_;
 }
 
 bool Kvm::has_cap(long cap) const { return ::ioctl(fd_.get(), KVM_CHECK_EXTENSION, cap) > 0; }

@@ -116,7 +116,7 @@ LoadedKernel load_elf(GuestMemory& mem, const std::string& path) {
         uint8_t* dst = mem.host_ptr(s.paddr, s.memsz);
         if (!dst)
             throw DataError(path + ": " + seg + " lies outside guest memory (" + mib(mem.size()) + ")");
-        std::memcpy(dst, img.bytes.data() + s.file_offset, s.filesz);
+        std::memcpy(dst, img.data() + s.file_offset, s.filesz);
         std::memset(dst + s.filesz, 0, s.memsz - s.filesz);
         k.start = std::min(k.start, s.paddr);
         k.end = std::max(k.end, s.paddr + s.memsz);

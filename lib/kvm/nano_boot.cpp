@@ -82,7 +82,7 @@ NanoBootState setup_nano(GuestMemory& mem, const ElfImage& img, const NanoBootPa
         if (!dst)
             throw ConfigError(img.path + ": image does not fit in " + std::to_string(mem.size() >> 20) +
                               " MiB of guest memory");
-        std::memcpy(dst, img.bytes.data() + s.file_offset, s.filesz);
+        std::memcpy(dst, img.data() + s.file_offset, s.filesz);
         // Fresh anonymous memory is already zero; .bss needs no memset.
         image_end = std::max(image_end, s.paddr + s.memsz);
     }

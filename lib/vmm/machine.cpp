@@ -224,7 +224,9 @@ void Machine::start() {
         if (state_ != VmState::kNotStarted) throw UsageError("the VM has already been started");
         if (config_.boot.kernel_image_path.empty()) throw ConfigError("no kernel or nano image configured");
     }
+    auto t0 = std::chrono::steady_clock::now();
     build();
+    log_debug("VM built in %.0f us", std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
     install_kick_handler();
     {
         std::lock_guard lk(mu_);
