@@ -73,10 +73,13 @@ DirStore::DirStore(std::string root, uint64_t max_bytes, const StoreOptions& opt
     if (!exists(marker)) {
         struct stat st {};
         bool have_dir = ::stat(root_.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-        if (!opts.create) {
-            if (!have_dir) throw UnavailableError(uri_ + ": no such store directory");
-            throw UnavailableError(uri_ + ": not a kindling store (no " + kMarker + " file)");
-        }
+        if (!have_dir && !opts.create) throw UnavailableError(uri_ + ": no such store directory");
+        // Never turn a directory that holds something else into a store.
+        bool empty = true;
+        if (have_dir) for_each_entry(root_, [&](const std::string&) { empty = false; });
+        if (!opts.create || !empty)
+            throw UnavailableError(uri_ + ": not a kindling store (no " + kMarker + " file" +
+                                   (empty ? ")" : ", and the directory is not empty)"));
         try {
             mkdir_p(root_);
             write_file_atomic(marker, kMarkerText, 0444);

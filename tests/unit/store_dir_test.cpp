@@ -103,8 +103,14 @@ TEST_CASE("make_store: URIs and errors") {
     } catch (const UnavailableError& e) {
         CHECK(e.exit_code() == kExitUnavailable);
     }
-    // An existing directory that is not a store is not silently used for reading.
+    // An existing directory that is not a store is not used, for reading or writing,
+    // unless it is empty.
     CHECK_THROWS_AS(make_store("dir:" + t.path), UnavailableError);
+    std::filesystem::create_directories(t.path + "/other");
+    write_file_atomic(t.path + "/other/file", "x");
+    CHECK_THROWS_AS(make_store("dir:" + t.path + "/other", {.create = true}), UnavailableError);
+    std::filesystem::create_directories(t.path + "/empty");
+    CHECK(make_store("dir:" + t.path + "/empty", {.create = true}));
     CHECK(make_store("dir:" + t.path + "/s?max=1M", {.create = true})->uri() == "dir:" + t.path + "/s");
     CHECK(parse_size("10G") == uint64_t{10} << 30);
     CHECK(parse_size("512K") == 512 * 1024);
