@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -27,6 +28,7 @@ public:
         a.sun_family = AF_UNIX;
         std::strncpy(a.sun_path, uds.c_str(), sizeof a.sun_path - 1);
         if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) return false;
+        connected_at = std::chrono::steady_clock::now();
         std::string req = "CONNECT " + std::to_string(port) + "\n";
         if (!write_all(req.data(), req.size())) return false;
         std::string line;
@@ -46,6 +48,8 @@ public:
         return body;
     }
     void send_raw(const std::string& s) { write_all(s.data(), s.size()); }
+    // When the Unix socket connect() last succeeded (the VMM was listening).
+    std::chrono::steady_clock::time_point connected_at;
 
 private:
     bool write_all(const char* p, size_t n) {
