@@ -69,7 +69,8 @@ json stats_json(const LayerStats& s) {
             {"unique_plain_bytes", s.unique_plain_bytes},
             {"compressed_chunks", s.compressed_chunks},
             {"stored_bytes", s.stored_bytes},
-            {"dedup_ratio", s.dedup_ratio()}};
+            // No stored bytes (an all-zero layer): no ratio.
+            {"dedup_ratio", s.stored_bytes ? json(s.dedup_ratio()) : json(nullptr)}};
 }
 
 int cmd_put(Flags& f) {
