@@ -96,7 +96,7 @@ check: deps
 	tests/run.sh $(O)
 
 demo: deps
-	$(MAKE) all
+	$(MAKE) all bench-bins
 	scripts/demo.sh $(O)
 
 bench: all bench-bins
