@@ -35,7 +35,7 @@
 #define KN_PORT_WRITE 0x600u  /* outl(gpa of struct kn_iovec): write a buffer to the console */
 #define KN_PORT_WAIT 0x604u   /* outl(timeout_us): service devices, then block (see below) */
 #define KN_PORT_EXIT 0x608u   /* outl(status): stop the VM; fc-launch exits with status & 0xff */
-#define KN_PORT_READY 0x60cu  /* outl(0): initialisation finished (snap-make waits for it) */
+#define KN_PORT_READY 0x60cu  /* outl(stage): an initialisation stage was reached (below) */
 #define KN_PORT_MMIO_BATCH 0x610u /* outl(gpa of struct kn_mmio_batch): several MMIO accesses, one exit */
 
 /* KN_PORT_WAIT: the VMM first processes every virtio queue of every device as if it
@@ -44,6 +44,16 @@
  * microseconds have passed.  KN_WAIT_FOREVER blocks with no timeout.  After it
  * returns the guest must re-check its rings: the wait may also end early. */
 #define KN_WAIT_FOREVER 0xffffffffu
+
+/* KN_PORT_READY: outl(KN_READY_SERVING) once initialisation is complete and the
+ * guest serves requests -- snap-make snapshots here by default.  Before that, a
+ * guest may report intermediate stages 1, 2, ... in increasing order (the runtime
+ * reports KN_READY_RUNTIME when its own start-up is done, before the function's
+ * init; a function may report more), so snap-make can cut layers: a base layer at
+ * stage 1, a runtime layer at stage 2 restored from the base, and the function
+ * layer at KN_READY_SERVING restored from that. */
+#define KN_READY_SERVING 0u
+#define KN_READY_RUNTIME 1u
 
 /* KN_PORT_MMIO_BATCH: the VMM performs ops[0..count) in order exactly as if the
  * guest had made each access itself (same devices, same rules: an access to no
