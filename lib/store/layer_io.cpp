@@ -45,7 +45,8 @@ std::string chunk_where(const std::string& path, uint64_t offset) {
 
 // Runs work(state, i) for i in [0, n) on `threads` threads, each with its own state
 // from make_state().  The calling thread reports progress meanwhile.  The first
-// exception stops the remaining work and is rethrown here.
+// exception, from a worker or from `progress`, stops the remaining work and is
+// rethrown here once every worker has returned.
 template <typename MakeState, typename Work>
 void run_parallel(unsigned threads, size_t n, MakeState make_state, Work work,
                   const std::atomic<uint64_t>& done, uint64_t total, const ProgressFn& progress) {
@@ -82,7 +83,15 @@ void run_parallel(unsigned threads, size_t n, MakeState make_state, Work work,
             cv.wait_for(lk, std::chrono::milliseconds(100));
             if (progress && running > 0 && !failed) {
                 lk.unlock();
-                progress(done.load(), total);
+                try {
+                    progress(done.load(), total);
+                } catch (...) {
+                    // The callback cancels (an interrupted tool): stop the workers,
+                    // wait for them, then report its exception.
+                    std::lock_guard<std::mutex> g(mu);
+                    if (!error) error = std::current_exception();
+                    failed = true;
+                }
                 lk.lock();
             }
         }

@@ -17,7 +17,8 @@
 namespace kindling {
 
 // Called from the calling thread about ten times a second while work runs, and once
-// at the end with done == total.
+// at the end with done == total.  It may throw to cancel the operation (on SIGINT,
+// say): the workers stop, and get_layer removes what it wrote.
 using ProgressFn = std::function<void(uint64_t done, uint64_t total)>;
 
 struct LayerStats {

@@ -1,6 +1,9 @@
 // snap-chunk: cut a snapshot directory into convergently encrypted 512 KiB chunks in
 // a store, and put it back together.  Wiring only: lib/chunk and lib/store do the work.
+#include <signal.h>
 #include <unistd.h>
+
+#include <cstring>
 
 #include <chrono>
 #include <cstdio>
@@ -42,6 +45,24 @@ struct Flags {
     bool no_sync = false;
     bool chunks = false;
 };
+
+volatile sig_atomic_t g_signal = 0;
+
+void on_signal(int sig) { g_signal = sig; }
+
+// SIGINT, SIGTERM and SIGHUP cancel the running command cleanly: the progress callback
+// (called every 100 ms) throws, workers stop, get removes its temp directory.
+void install_signal_handlers() {
+    struct sigaction sa {};
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaction(s, &sa, nullptr);
+}
+
+void check_signal() {
+    if (int s = g_signal) throw Error(std::string("interrupted by ") + strsignal(s), 128 + s);
+}
 
 bool show_progress(const Flags& f) {
     if (f.no_progress) return false;
@@ -89,7 +110,10 @@ int cmd_put(Flags& f) {
     o.zstd_level = compress ? f.zstd_level : 0;
     o.threads = f.threads;
     ProgressBar bar("put", show_progress(f));
-    o.progress = [&](uint64_t d, uint64_t t) { bar.update(d, t); };
+    o.progress = [&](uint64_t d, uint64_t t) {
+        check_signal();
+        bar.update(d, t);
+    };
     auto t0 = std::chrono::steady_clock::now();
     PutResult r = put_layer(f.snapdir, *store, keys, o);
     double secs = seconds_since(t0);
@@ -126,7 +150,10 @@ int cmd_get(Flags& f) {
     o.threads = f.threads;
     o.sync = !f.no_sync;
     ProgressBar bar("get", show_progress(f));
-    o.progress = [&](uint64_t d, uint64_t t) { bar.update(d, t); };
+    o.progress = [&](uint64_t d, uint64_t t) {
+        check_signal();
+        bar.update(d, t);
+    };
     auto t0 = std::chrono::steady_clock::now();
     get_layer(*store, m, f.out, o);
     double secs = seconds_since(t0);
@@ -150,7 +177,10 @@ int cmd_verify(Flags& f) {
     Manifest m = open_manifest(*store, id, f.key_file);
     ProgressBar bar("verify", show_progress(f));
     auto problems = verify_layer(*store, m, f.threads,
-                                 [&](uint64_t d, uint64_t t) { bar.update(d, t); });
+                                 [&](uint64_t d, uint64_t t) {
+                                     check_signal();
+                                     bar.update(d, t);
+                                 });
     bar.finish();
     LayerStats s = layer_stats(m);
     bool parent_missing = m.parent && !store->has(*m.parent);
@@ -314,6 +344,7 @@ int main(int argc, char** argv) {
     if (rc >= 0) return rc;
     return run_tool("snap-chunk", [&] {
         apply_common_flags(f.common);
+        install_signal_handlers();
         if (f.progress && f.no_progress) throw UsageError("give --progress or --no-progress, not both");
         if (put->parsed()) return cmd_put(f);
         if (get->parsed()) return cmd_get(f);
