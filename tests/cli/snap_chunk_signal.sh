@@ -25,7 +25,8 @@ for try in TERM:0.02 INT:0.04 TERM:0.07 INT:0.1; do
     fi
     case $sig in TERM) want=143 ;; INT) want=130 ;; esac
     assert_eq "$rc" "$want" "get interrupted by SIG$sig: exit status"
-    assert_contains "$(cat "$T/err")" "snap-chunk: error: interrupted by" "get interrupted by SIG$sig"
+    # (Empty when the signal came before snap-chunk installed its handler.)
+    [ -s "$T/err" ] && assert_contains "$(cat "$T/err")" "snap-chunk: error: interrupted by" "get interrupted by SIG$sig"
     [ ! -e "$T/out" ] || fail "interrupted get left $T/out"
     [ -z "$(ls -A "$T" | grep '\.tmp\.')" ] || fail "interrupted get left a temp directory"
     interrupted=$((interrupted + 1))
