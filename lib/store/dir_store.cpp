@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <random>
@@ -74,15 +75,32 @@ DirStore::DirStore(std::string root, uint64_t max_bytes, const StoreOptions& opt
         struct stat st {};
         bool have_dir = ::stat(root_.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
         if (!have_dir && !opts.create) throw UnavailableError(uri_ + ": no such store directory");
-        // Never turn a directory that holds something else into a store.
+        // Never turn a directory that holds something else into a store.  Another
+        // process may be creating this store right now: its marker's temp file is
+        // the first thing it writes, so give the marker a moment to appear.
         bool empty = true;
-        if (have_dir) for_each_entry(root_, [&](const std::string&) { empty = false; });
-        if (!opts.create || !empty)
+        for (int i = 0; have_dir && i < 200 && !exists(marker); ++i) {
+            empty = true;
+            bool foreign = false;
+            for_each_entry(root_, [&](const std::string& name) {
+                empty = false;
+                bool ours = name.rfind(kMarker, 0) == 0 || name == "tmp" ||
+                            (name.size() == 2 && std::isxdigit(static_cast<unsigned char>(name[0])) &&
+                             std::isxdigit(static_cast<unsigned char>(name[1])));
+                if (!ours) foreign = true;
+            });
+            if (empty || foreign) break;
+            ::usleep(10000);
+        }
+        if (exists(marker)) empty = true;  // created meanwhile: nothing to do
+        else if (!opts.create || !empty)
             throw UnavailableError(uri_ + ": not a kindling store (no " + kMarker + " file" +
                                    (empty ? ")" : ", and the directory is not empty)"));
         try {
-            mkdir_p(root_);
-            write_file_atomic(marker, kMarkerText, 0444);
+            if (!exists(marker)) {
+                mkdir_p(root_);
+                write_file_atomic(marker, kMarkerText, 0444);
+            }
         } catch (const SysError& e) {
             throw UnavailableError(uri_ + ": cannot create store: " + e.what());
         }
