@@ -35,16 +35,22 @@ bool have_kvm() {
     return ::access(dev && *dev ? dev : "/dev/kvm", R_OK | W_OK) == 0;
 }
 
-// Identity map of the first 1 GiB with 2 MiB user pages (the nano layout).
+constexpr uint64_t kMmio = 0xd0000000;  // no memory slot here: every access exits
+
+// Identity map of RAM with 2 MiB user pages (the nano layout), plus one uncached
+// 2 MiB page at kMmio.
 void build_page_tables(GuestMemory& mem) {
     const uint64_t f = 0x7;  // present, writable, user
-    uint64_t pml4 = (kPml4 + 0x1000) | f, pdpt = (kPml4 + 0x2000) | f;
+    uint64_t pml4 = (kPml4 + 0x1000) | f, pdpt0 = (kPml4 + 0x2000) | f, pdpt3 = (kPml4 + 0x3000) | f;
     mem.write_obj(kPml4, pml4);
-    mem.write_obj(kPml4 + 0x1000, pdpt);
+    mem.write_obj(kPml4 + 0x1000, pdpt0);
+    mem.write_obj(kPml4 + 0x1000 + 3 * 8, pdpt3);
     for (uint64_t i = 0; i < kMemSize / (2 << 20); ++i) {
         uint64_t pde = (i * (2 << 20)) | f | 0x80;
         mem.write_obj(kPml4 + 0x2000 + i * 8, pde);
     }
+    uint64_t mmio = kMmio | f | 0x80 | 0x18;  // huge, PCD|PWT
+    mem.write_obj(kPml4 + 0x3000 + ((kMmio - 0xc0000000) >> 21) * 8, mmio);
 }
 
 struct TestVm {
@@ -234,6 +240,43 @@ TEST_CASE("vcpu_state: a guest stopped inside IN resumes identically in a second
     io_data(b.vcpu()) = 0x22;
     REQUIRE(run_to_io(b.vcpu()) == KVM_EXIT_IO_OUT);
     CHECK(io_data(b.vcpu()) == 0x50001133);
+}
+
+TEST_CASE("vcpu_state: an MMIO read is completed before the save") {
+    if (!have_kvm()) {
+        MESSAGE("skipped: /dev/kvm is not available");
+        return;
+    }
+    Kvm kvm;
+    TestVm a(kvm, false);
+    boot(kvm, a);
+    // mov eax,[rsi]; out dx,eax
+    const uint8_t code[] = {0x8B, 0x06, 0xEF};
+    a.mem.write(kCode, code, sizeof code);
+    kvm_regs r = a.vcpu().get_regs();
+    r.rsi = kMmio + 0x40;
+    a.vcpu().set_regs(r);
+    bool exited = false;
+    for (int i = 0; i < 100 && !exited; ++i) exited = a.vcpu().run();
+    REQUIRE(exited);
+    kvm_run* run = a.vcpu().run_state();
+    REQUIRE(run->exit_reason == KVM_EXIT_MMIO);
+    CHECK(run->mmio.phys_addr == kMmio + 0x40);
+    CHECK(!run->mmio.is_write);
+    REQUIRE(run->mmio.len == 4);
+    const uint32_t value = 0xabcd1234;
+    std::memcpy(run->mmio.data, &value, 4);
+    complete_pending_io(a.vcpu());
+    r = a.vcpu().get_regs();
+    CHECK((r.rax & 0xffffffff) == value);
+    CHECK(r.rip == kCode + 2);
+
+    VcpuState saved = save_vcpu(kvm, a.vcpu());
+    TestVm b(kvm, false);
+    std::memcpy(b.mem.base(), a.mem.base(), kMemSize);
+    restore_vcpu(kvm, b.vcpu(), saved);
+    REQUIRE(run_to_io(b.vcpu()) == KVM_EXIT_IO_OUT);
+    CHECK(io_data(b.vcpu()) == value);
 }
 
 TEST_CASE("vcpu_state: complete_pending_io is harmless without a pending exit") {
