@@ -589,7 +589,7 @@ std::vector<uint8_t> encode_virtio_mmio_state(const VirtioMmioSnapshot& s) {
         t.put<uint32_t>(s.transport.config_generation);
         w.field_bytes(2, t.out().data(), t.out().size());
     }
-    for (const auto& q : s.queues) {
+    for (const auto& q : s.transport.queues) {
         // One field per queue, in queue order (tag 3 repeats; see decode).
         Writer t;
         t.put<uint16_t>(q.size);
@@ -633,7 +633,7 @@ VirtioMmioSnapshot decode_virtio_mmio_state(std::span<const uint8_t> b, const st
             break;
         }
         case 3: {
-            Reader t(f.data, what + ": queue " + std::to_string(s.queues.size()));
+            Reader t(f.data, what + ": queue " + std::to_string(s.transport.queues.size()));
             VirtqueueState q;
             q.size = t.get<uint16_t>("size");
             uint8_t ready = t.get<uint8_t>("ready");
@@ -646,8 +646,8 @@ VirtioMmioSnapshot decode_virtio_mmio_state(std::span<const uint8_t> b, const st
             q.next_used = t.get<uint16_t>("next_used");
             if (!t.done()) t.fail(std::to_string(t.left()) + " unexpected trailing bytes");
             if (q.size > Virtqueue::kMaxQueueSize) t.fail("queue size " + std::to_string(q.size) + " exceeds 32768");
-            if (s.queues.size() >= 64) t.fail("more than 64 queues");
-            s.queues.push_back(q);
+            if (s.transport.queues.size() >= 64) t.fail("more than 64 queues");
+            s.transport.queues.push_back(q);
             break;
         }
         case 4: s.device.assign(f.data.begin(), f.data.end()); device = true; break;

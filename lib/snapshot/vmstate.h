@@ -75,13 +75,12 @@ SerialState decode_serial_state(std::span<const uint8_t> b, const std::string& w
 std::vector<uint8_t> encode_i8042_state(const I8042State& s);
 I8042State decode_i8042_state(std::span<const uint8_t> b, const std::string& what);
 
-// A virtio-mmio device: the transport's registers, each queue's configuration and
-// position, and the device's own state (opaque bytes; empty for vsock and blk, whose
-// backends are re-created from snapshot.json and whose vsock connections are reset).
+// A virtio-mmio device: the transport's registers with each queue's configuration
+// and position (VirtioMmio::save()), and the device's own state as the device's
+// opaque blob (VirtioDevice::save_state_blob(); empty for devices that keep none).
 struct VirtioMmioSnapshot {
-    uint32_t device_id = 0;  // virtio 1.2 §5: checked against the device on restore
+    uint32_t device_id = 0;  // virtio 1.2 §5: for the Machine to check on restore
     VirtioMmioState transport;
-    std::vector<VirtqueueState> queues;
     std::vector<uint8_t> device;
 };
 

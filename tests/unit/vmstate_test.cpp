@@ -429,7 +429,7 @@ TEST_CASE("vmstate: device blobs") {
         st.used_addr = st.desc_addr + 0x2000;
         st.next_avail = static_cast<uint16_t>(q * 100 + 7);
         st.next_used = static_cast<uint16_t>(q * 100 + 5);
-        v.queues.push_back(st);
+        v.transport.queues.push_back(st);
     }
     v.device = {9, 8, 7};
     VirtioMmioSnapshot v2 = decode_virtio_mmio_state(encode_virtio_mmio_state(v), "virtio");
@@ -438,15 +438,15 @@ TEST_CASE("vmstate: device blobs") {
     CHECK(v2.transport.driver_features == (kVirtioFVersion1 | 1));
     CHECK(v2.transport.queue_sel == 2);
     CHECK(v2.transport.config_generation == 9);
-    REQUIRE(v2.queues.size() == 3);
+    REQUIRE(v2.transport.queues.size() == 3);
     for (size_t q = 0; q < 3; ++q) {
-        CHECK(v2.queues[q].size == v.queues[q].size);
-        CHECK(v2.queues[q].ready == v.queues[q].ready);
-        CHECK(v2.queues[q].desc_addr == v.queues[q].desc_addr);
-        CHECK(v2.queues[q].avail_addr == v.queues[q].avail_addr);
-        CHECK(v2.queues[q].used_addr == v.queues[q].used_addr);
-        CHECK(v2.queues[q].next_avail == v.queues[q].next_avail);
-        CHECK(v2.queues[q].next_used == v.queues[q].next_used);
+        CHECK(v2.transport.queues[q].size == v.transport.queues[q].size);
+        CHECK(v2.transport.queues[q].ready == v.transport.queues[q].ready);
+        CHECK(v2.transport.queues[q].desc_addr == v.transport.queues[q].desc_addr);
+        CHECK(v2.transport.queues[q].avail_addr == v.transport.queues[q].avail_addr);
+        CHECK(v2.transport.queues[q].used_addr == v.transport.queues[q].used_addr);
+        CHECK(v2.transport.queues[q].next_avail == v.transport.queues[q].next_avail);
+        CHECK(v2.transport.queues[q].next_used == v.transport.queues[q].next_used);
     }
     CHECK(v2.device == v.device);
 
