@@ -10,6 +10,15 @@
 //
 // State that KVM says is unsupported (KVM_CHECK_EXTENSION, ENOTTY/EINVAL from the
 // ioctl) is recorded as absent and skipped on restore — see the optionals below.
+//
+// Measured on the PVM host (kvm_pvm, Linux 6.18): every ioctl above works, with
+// KVM_CAP_XSAVE2 = 4096 (so the legacy KVM_GET_XSAVE is used), LAPIC absent without
+// an irqchip (EINVAL), KVM_KVMCLOCK_CTRL EINVAL (no guest kvmclock), no
+// KVM_CAP_NESTED_STATE (not saved: kindling guests never run VMX/SVM) and no
+// KVM_CAP_TSC_CONTROL (a snapshot cannot be moved to a host with another TSC rate
+// without drift).  KVM_GET_MSR_INDEX_LIST gives 40 MSRs, all readable, but not the
+// MTRRs or TSC_AUX; KVM refuses MSR_KVM_ASYNC_PF_INT = 0 without a LAPIC.
+// Save of one nano vCPU ~80 us, restore ~160 us (69 MSRs).
 #pragma once
 
 #include <linux/kvm.h>
