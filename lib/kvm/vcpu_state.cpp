@@ -152,9 +152,11 @@ std::vector<uint32_t> msr_candidates(const Kvm& kvm) {
     // x2APIC registers (0x800-0x8ff) travel in the LAPIC state; setting them as MSRs
     // would fail without x2APIC mode and duplicate KVM_SET_LAPIC otherwise.
     std::erase_if(out, [](uint32_t m) { return m >= 0x800 && m < 0x900; });
-    // IA32_TSC first: IA32_TSC_DEADLINE is interpreted against the TSC (Firecracker
-    // sets TSC before TSC_DEADLINE for the same reason).
+    // IA32_TSC first and IA32_TSC_DEADLINE last: KVM arms the deadline timer by
+    // comparing the deadline with the current TSC, so a deadline written before the TSC
+    // is restored can fire at once or never (Firecracker defers it for this reason).
     std::stable_partition(out.begin(), out.end(), [](uint32_t m) { return m == kMsrIa32Tsc; });
+    std::stable_partition(out.begin(), out.end(), [](uint32_t m) { return m != kMsrIa32TscDeadline; });
     return out;
 }
 

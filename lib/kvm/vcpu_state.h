@@ -59,8 +59,8 @@ struct VcpuState {
     std::optional<kvm_debugregs> debugregs;  // KVM_CAP_DEBUGREGS
     std::optional<kvm_lapic_state> lapic;    // only with an in-kernel irqchip
     // Every MSR KVM reports (KVM_GET_MSR_INDEX_LIST) plus the MTRRs and TSC_AUX,
-    // filtered to those KVM_GET_MSRS can read on this vCPU.  IA32_TSC comes first so
-    // a restore sets it before IA32_TSC_DEADLINE (which is relative to it).
+    // filtered to those KVM_GET_MSRS can read on this vCPU, in restore order: IA32_TSC
+    // first, IA32_TSC_DEADLINE (armed relative to the TSC) last.
     std::vector<kvm_msr_entry> msrs;
     std::optional<kvm_vcpu_events> events;  // KVM_CAP_VCPU_EVENTS
     uint32_t tsc_khz = 0;                   // KVM_GET_TSC_KHZ; 0 = unknown

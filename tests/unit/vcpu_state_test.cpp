@@ -213,6 +213,7 @@ TEST_CASE("vcpu_state: a guest stopped inside IN resumes identically in a second
     CHECK(saved.debugregs->db[1] == 0x2000);
     CHECK(saved.xsave.size() >= kXsaveLegacySize);
     CHECK(saved.msrs.front().index == kMsrIa32Tsc);
+    CHECK(saved.msrs.back().index == kMsrIa32TscDeadline);
 
     TestVm b(kvm, false);
     std::memcpy(b.mem.base(), a.mem.base(), kMemSize);
