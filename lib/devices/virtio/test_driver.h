@@ -45,6 +45,11 @@ public:
 
     // Rings and buffers are carved from guest memory starting at `heap`.
     TestVirtioDriver(GuestMemory& mem, VirtioMmio& dev, uint64_t heap = 0x10000) : mem_(mem), dev_(dev), heap_(heap) {}
+    // The driver of a restored VM: a real guest keeps its ring positions, free
+    // descriptors and heap in its own memory, which the snapshot carries; a test
+    // copies this host-side bookkeeping along with the memory instead.
+    TestVirtioDriver(GuestMemory& mem, VirtioMmio& dev, const TestVirtioDriver& before_snapshot)
+        : mem_(mem), dev_(dev), heap_(before_snapshot.heap_), rings_(before_snapshot.rings_) {}
 
     uint32_t reg(uint32_t off) {
         uint32_t v = 0;

@@ -1,7 +1,10 @@
 #include "devices/virtio/virtio_mmio.h"
 
+#include <cstdio>
 #include <cstring>
+#include <string>
 
+#include "base/error.h"
 #include "base/log.h"
 
 namespace kindling {
@@ -37,11 +40,69 @@ bool VirtioMmio::needs_reset() {
     return st_.status & kVirtioStatusNeedsReset;
 }
 
-VirtioMmioState VirtioMmio::state() {
+VirtioMmioState VirtioMmio::save() {
     std::lock_guard lk(device_->mutex());
     VirtioMmioState s = st_;
+    s.queues.clear();
     for (auto& q : queues_) s.queues.push_back(q.config());
     return s;
+}
+
+void VirtioMmio::restore(const VirtioMmioState& s) {
+    std::lock_guard lk(device_->mutex());
+    reset_locked();
+    try {
+        restore_locked(s);
+    } catch (...) {
+        reset_locked();
+        throw;
+    }
+}
+
+void VirtioMmio::restore_locked(const VirtioMmioState& s) {
+    const std::string name = device_->name();
+    auto bad = [&](const std::string& why) { throw DataError(name + " state: " + why); };
+    auto hex = [](uint64_t v) {
+        char b[24];
+        std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
+        return std::string(b);
+    };
+    if (s.queues.size() != queues_.size())
+        bad(std::to_string(s.queues.size()) + " queues saved, the device has " + std::to_string(queues_.size()));
+    if (s.status & kVirtioStatusFeaturesOk) {
+        // The same check set_status() made when the driver set FEATURES_OK: the
+        // device being restored must offer everything that was negotiated.
+        if (s.driver_features & ~offered_features())
+            bad("negotiated features " + hex(s.driver_features) + " include some this device does not offer (" +
+                hex(offered_features()) + ")");
+        if (!(s.driver_features & kVirtioFVersion1)) bad("negotiated features lack VIRTIO_F_VERSION_1");
+    }
+    const bool needs_reset = s.status & kVirtioStatusNeedsReset;
+    const bool running = (s.status & kVirtioStatusDriverOk) && !needs_reset;
+    if (running && !(s.status & kVirtioStatusFeaturesOk)) bad("DRIVER_OK without FEATURES_OK");
+
+    st_ = s;
+    st_.queues.clear();
+    for (size_t i = 0; i < queues_.size(); ++i) {
+        queues_[i].config() = s.queues[i];
+        // Only a queue that is running has to make sense; the driver may leave
+        // anything in the registers of one it has not made ready.
+        if (running && s.queues[i].ready) {
+            if (std::string why = queues_[i].layout_error(); !why.empty()) bad("queue " + std::to_string(i) + ": " + why);
+        }
+    }
+    if (needs_reset) {
+        // As on_queue_failure() left it: every queue stopped until the driver resets.
+        for (auto& q : queues_) q.stop_failed();
+        activated_ = s.status & kVirtioStatusDriverOk;
+    } else if (running) {
+        bool indirect = st_.driver_features & kVirtioFRingIndirectDesc;
+        for (auto& q : queues_)
+            if (!q.start(indirect)) bad("queue " + std::to_string(q.index()) + " did not start");  // checked above
+        activated_ = true;
+        device_->activate(std::span<Virtqueue>(queues_), used_signal_, st_.driver_features);
+    }
+    if (st_.interrupt_status) irq_.trigger();
 }
 
 void VirtioMmio::UsedSignal::trigger() { t_.raise(kIntUsedBuffer); }

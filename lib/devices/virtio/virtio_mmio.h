@@ -22,7 +22,9 @@ class GuestMemory;
 
 inline constexpr uint64_t kVirtioMmioWindow = 0x1000;
 
-// The plain state a snapshot needs (codec in a later issue).
+// The transport's registers and every queue's configuration and position: what a
+// snapshot keeps of a virtio-mmio device (the device's own state is separate).
+// Serialised by lib/snapshot/vmstate.h (encode_virtio_mmio_state).
 struct VirtioMmioState {
     uint32_t status = 0;
     uint32_t interrupt_status = 0;
@@ -31,7 +33,7 @@ struct VirtioMmioState {
     uint64_t driver_features = 0;
     uint32_t queue_sel = 0;
     uint32_t config_generation = 0;
-    std::vector<VirtqueueState> queues;  // filled by VirtioMmio::state()
+    std::vector<VirtqueueState> queues;  // one per device queue, in order
 };
 
 class VirtioMmio : public BusDevice {
@@ -92,8 +94,26 @@ public:
     // True between DRIVER_OK and the next reset, unless the device failed.
     bool active();
     bool needs_reset();
-    // Registers and queue positions, for snapshots (no codec yet).
-    VirtioMmioState state();
+    // Snapshots.  save() copies the registers and queue positions (the VM is
+    // paused; call it after the device's own save, see VirtioVsock::save()).
+    //
+    // restore() puts a saved state into this transport, normally freshly built over
+    // guest memory that already holds the snapshot's contents and before any vCPU
+    // runs.  A device that was running is running again at once: queues started at
+    // the saved ring positions, the device activated with the saved features, no
+    // driver re-initialisation; a device that needed a reset still needs one; a
+    // driver caught mid-initialisation carries on from where it was.  Pending
+    // interrupt status is raised again (a spurious interrupt is harmless to a
+    // virtio driver, a lost one is not).  Activation may already read the rings, so
+    // guest memory must be readable (uffd handler serving) by then.
+    //
+    // Throws DataError naming the device when the state cannot belong to it: wrong
+    // number of queues, features it does not offer, DRIVER_OK without FEATURES_OK,
+    // a running queue whose layout is invalid or outside guest memory.  On a throw
+    // the transport is left reset (status 0).
+    VirtioMmioState save();
+    void restore(const VirtioMmioState& s);
+    VirtioMmioState state() { return save(); }
 
 private:
     // What the device raises: sets InterruptStatus and triggers (or, inside poll(),
@@ -111,6 +131,7 @@ private:
     void write_reg(uint32_t reg, uint32_t v);
     void set_status(uint32_t v);
     void reset_locked();
+    void restore_locked(const VirtioMmioState& s);
     void on_queue_failure();
     void raise(uint32_t bits);
     Virtqueue* selected_queue();

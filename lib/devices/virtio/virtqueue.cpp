@@ -106,30 +106,41 @@ void Virtqueue::reset() {
     desc_ = avail_ = used_ = nullptr;
 }
 
+std::string Virtqueue::layout_error() const {
+    const uint16_t n = st_.size;
+    char msg[256];
+    if (n == 0 || n > max_size_ || (n & (n - 1)) != 0) {
+        std::snprintf(msg, sizeof msg, "queue size %u is not a power of two in [1, %u]", n, max_size_);
+        return msg;
+    }
+    // virtio 1.2 §2.7: descriptor table 16-byte aligned, avail ring 2, used ring 4.
+    if (st_.desc_addr % 16 || st_.avail_addr % 2 || st_.used_addr % 4) {
+        std::snprintf(msg, sizeof msg, "misaligned rings (desc 0x%" PRIx64 ", driver 0x%" PRIx64 ", device 0x%" PRIx64 ")",
+                      st_.desc_addr, st_.avail_addr, st_.used_addr);
+        return msg;
+    }
+    if (!mem_.contains(st_.desc_addr, kDescSize * n) || !mem_.contains(st_.avail_addr, 6 + 2ull * n) ||
+        !mem_.contains(st_.used_addr, 6 + 8ull * n)) {
+        std::snprintf(msg, sizeof msg,
+                      "rings outside guest memory (desc 0x%" PRIx64 ", driver 0x%" PRIx64 ", device 0x%" PRIx64 ", size %u)",
+                      st_.desc_addr, st_.avail_addr, st_.used_addr, n);
+        return msg;
+    }
+    return {};
+}
+
 bool Virtqueue::start(bool indirect_desc) {
     started_ = false;
     if (failed_) return false;
     if (!st_.ready) return true;
-    uint16_t n = st_.size;
-    if (n == 0 || n > max_size_ || (n & (n - 1)) != 0) {
-        fail("queue size %u is not a power of two in [1, %u]", n, max_size_);
+    if (std::string why = layout_error(); !why.empty()) {
+        fail("%s", why.c_str());
         return false;
     }
-    // virtio 1.2 §2.7: descriptor table 16-byte aligned, avail ring 2, used ring 4.
-    uint64_t desc_len = kDescSize * n, avail_len = 6 + 2ull * n, used_len = 6 + 8ull * n;
-    if (st_.desc_addr % 16 || st_.avail_addr % 2 || st_.used_addr % 4) {
-        fail("misaligned rings (desc 0x%" PRIx64 ", driver 0x%" PRIx64 ", device 0x%" PRIx64 ")", st_.desc_addr,
-             st_.avail_addr, st_.used_addr);
-        return false;
-    }
-    desc_ = mem_.host_ptr(st_.desc_addr, desc_len);
-    avail_ = mem_.host_ptr(st_.avail_addr, avail_len);
-    used_ = mem_.host_ptr(st_.used_addr, used_len);
-    if (!desc_ || !avail_ || !used_) {
-        fail("rings outside guest memory (desc 0x%" PRIx64 ", driver 0x%" PRIx64 ", device 0x%" PRIx64 ", size %u)",
-             st_.desc_addr, st_.avail_addr, st_.used_addr, n);
-        return false;
-    }
+    const uint16_t n = st_.size;
+    desc_ = mem_.host_ptr(st_.desc_addr, kDescSize * n);
+    avail_ = mem_.host_ptr(st_.avail_addr, 6 + 2ull * n);
+    used_ = mem_.host_ptr(st_.used_addr, 6 + 8ull * n);
     indirect_ = indirect_desc;
     started_ = true;
     return true;

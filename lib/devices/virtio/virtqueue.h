@@ -48,7 +48,10 @@ struct DescriptorChain {
     size_t writable_iov(uint64_t offset, uint64_t n, std::vector<iovec>& out) const;
 };
 
-// The plain state a snapshot needs (codec in a later issue).
+// Driver-programmed configuration and the device's ring positions: all a snapshot
+// needs (VirtioMmio::save/restore carry it; the vmstate codec stores it).  Nothing
+// else survives: notification suppression (VIRTQ_AVAIL_F_NO_INTERRUPT) lives in
+// guest memory, and we offer no VIRTIO_F_EVENT_IDX.
 struct VirtqueueState {
     uint16_t size = 0;
     bool ready = false;
@@ -84,6 +87,9 @@ public:
     // memory) and starts the queue.  A queue that is not ready is left stopped and
     // that is not an error.  Returns false when the queue failed.
     bool start(bool indirect_desc);
+    // Why the configured layout cannot start (size not a power of two up to
+    // max_size(), misaligned rings, rings outside guest memory); "" when it can.
+    std::string layout_error() const;
     // Back to the power-on state (keeps the failure handler).
     void reset();
 
