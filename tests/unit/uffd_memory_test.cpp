@@ -1,0 +1,646 @@
+// Restore-time memory backends without KVM: anonymous guest memory registered with
+// userfaultfd and touched from plain threads — bytes equal the source, zero pages are
+// zero, counters, EEXIST after prefetch, the recorded order, prefetch then touch
+// without faults, a clean stop with faults outstanding, failures reported through the
+// callback — plus the access-log codec and Firecracker's external-handler protocol
+// against tests/helpers/uffd_handler.
+#include <doctest/doctest.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/error.h"
+#include "base/io.h"
+#include "kvm/guest_memory.h"
+#include "snapshot/access_log.h"
+#include "snapshot/snapshot_dir.h"
+#include "snapshot/vmstate.h"
+#include "snapshot/uffd_memory.h"
+
+using namespace kindling;
+namespace fs = std::filesystem;
+
+extern char** environ;
+
+namespace {
+
+constexpr uint64_t kPage = 4096;
+constexpr uint64_t kMiB = 1ull << 20;
+
+struct TempDir {
+    std::string path;
+    TempDir() {
+        char tmpl[] = "/tmp/kindling-uffd.XXXXXX";
+        path = ::mkdtemp(tmpl);
+    }
+    ~TempDir() { fs::remove_all(path); }
+};
+
+double ms_since(std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+}
+
+// The byte pattern of data page p: no two pages alike, no page all zero.
+void fill_page(uint8_t* dst, uint64_t p) {
+    for (uint64_t i = 0; i < kPage / 8; i++) {
+        uint64_t v = (p + 1) * 0x9E3779B97F4A7C15ull ^ (i * 0xBF58476D1CE4E5B9ull) ^ 1;
+        std::memcpy(dst + i * 8, &v, 8);
+    }
+}
+
+// A sparse `mem` file of `pages` pages: page p holds data when is_data(p), else it
+// is a hole.
+struct MemFile {
+    std::string path;
+    UniqueFd fd;
+    uint64_t pages;
+    std::vector<bool> data;
+
+    MemFile(const std::string& dir, uint64_t n, const std::function<bool(uint64_t)>& is_data)
+        : path(dir + "/mem"), pages(n), data(n) {
+        UniqueFd w = open_file(path, O_WRONLY | O_CREAT | O_TRUNC);
+        std::vector<uint8_t> buf(kPage);
+        for (uint64_t p = 0; p < n; p++) {
+            data[p] = is_data(p);
+            if (!data[p]) continue;
+            fill_page(buf.data(), p);
+            pwrite_full(w.get(), buf.data(), kPage, static_cast<off_t>(p * kPage), path);
+        }
+        if (::ftruncate(w.get(), static_cast<off_t>(n * kPage)) < 0) throw_errno(path);
+        fd = open_file(path, O_RDONLY);
+    }
+    uint64_t data_pages() const { return static_cast<uint64_t>(std::count(data.begin(), data.end(), true)); }
+};
+
+// Checks every page of `mem` against the file's content; returns the first bad page.
+std::optional<uint64_t> first_mismatch(const uint8_t* mem, const MemFile& f) {
+    std::vector<uint8_t> want(kPage);
+    for (uint64_t p = 0; p < f.pages; p++) {
+        if (f.data[p])
+            fill_page(want.data(), p);
+        else
+            std::fill(want.begin(), want.end(), 0);
+        if (std::memcmp(mem + p * kPage, want.data(), kPage) != 0) return p;
+    }
+    return std::nullopt;
+}
+
+// Touches one byte of each page in `order` from another thread (as a vCPU would).
+void touch_from_thread(const uint8_t* mem, const std::vector<uint32_t>& order) {
+    std::thread t([&] {
+        for (uint32_t p : order) {
+            volatile uint8_t b = mem[p * kPage + 17];
+            (void)b;
+        }
+    });
+    t.join();
+}
+
+std::vector<uint32_t> iota_pages(uint64_t n) {
+    std::vector<uint32_t> v(n);
+    for (uint64_t i = 0; i < n; i++) v[i] = static_cast<uint32_t>(i);
+    return v;
+}
+
+// userfaultfd for faults from plain threads; nullopt (and a MESSAGE) when this host
+// does not permit it.
+std::optional<Userfaultfd> open_uffd() {
+    try {
+        return Userfaultfd::open(/*allow_user_mode_only=*/true);
+    } catch (const UnavailableError& e) {
+        MESSAGE("skipped: " << e.what());
+        return std::nullopt;
+    }
+}
+
+// Fault counters settle just after the faulting thread resumed (the kernel wakes it
+// inside UFFDIO_COPY); wait for them, bounded.
+void wait_for_faults(const UffdMemory& um, uint64_t n) {
+    for (int i = 0; i < 1000 && um.stats().faults < n; i++) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    REQUIRE(um.stats().faults == n);
+}
+
+uint64_t anon_huge_kib(const void* addr) {
+    // AnonHugePages of the smaps entry that contains addr.
+    std::string smaps = read_file("/proc/self/smaps");
+    auto a = reinterpret_cast<uint64_t>(addr);
+    size_t pos = 0;
+    bool in = false;
+    while (pos < smaps.size()) {
+        size_t end = smaps.find('\n', pos);
+        if (end == std::string::npos) end = smaps.size();
+        std::string line = smaps.substr(pos, end - pos);
+        pos = end + 1;
+        unsigned long lo, hi;
+        if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2 && line.find(':') > line.find(' ')) {
+            in = a >= lo && a < hi;
+            continue;
+        }
+        unsigned long kb;
+        if (in && std::sscanf(line.c_str(), "AnonHugePages: %lu kB", &kb) == 1) return kb;
+    }
+    return 0;
+}
+
+}  // namespace
+
+TEST_CASE("access log: round trip, and every malformed file is a DataError naming it") {
+    TempDir t;
+    AccessLog log{64 * kMiB, {5, 3, 16383, 0, 7}};
+    std::string path = t.path + "/access";
+    write_access_log(path, log);
+    AccessLog back = read_access_log(path, 64 * kMiB);
+    CHECK(back.mem_size == log.mem_size);
+    CHECK(back.pages == log.pages);
+    std::string good = read_file(path);
+    CHECK(good.size() == 32 + 4 * 5 + 4);
+    CHECK_THROWS_WITH_AS(read_access_log(path, 128 * kMiB), doctest::Contains("recorded on 64 MiB"), DataError);
+
+    auto decode = [](std::string b) {
+        return decode_access_log(std::span(reinterpret_cast<const uint8_t*>(b.data()), b.size()), "/x/access");
+    };
+    auto expect = [&](std::string b, const char* why) {
+        CHECK_THROWS_WITH_AS(decode(b), doctest::Contains(why), DataError);
+        CHECK_THROWS_WITH_AS(decode(b), doctest::Contains("/x/access: access log"), DataError);
+    };
+    expect(good.substr(0, 20), "truncated");
+    expect(good.substr(0, good.size() - 1), "does not match");
+    std::string b = good;
+    b[0] = 'X';
+    expect(b, "bad magic");
+    b = good;
+    b[8] = 2;
+    expect(b, "unsupported version 2");
+    b = good;
+    b[33] ^= 1;
+    expect(b, "CRC32C mismatch");
+    // Out-of-range and repeated pages, with a valid CRC.
+    expect(encode_access_log({64 * kMiB, {1, 16384}}), "page 16384 beyond");
+    expect(encode_access_log({64 * kMiB, {1, 2, 1}}), "entry 2: page 1 repeated");
+    CHECK(decode(encode_access_log({4 * kMiB, {}})).pages.empty());
+}
+
+TEST_CASE("uffd: lazy faults from a thread get the source's bytes; holes are zero pages; counters") {
+    auto uffd = open_uffd();
+    if (!uffd) return;
+    MESSAGE("userfaultfd from " << std::string(uffd_origin_name(uffd->origin()))
+                                << std::string(uffd->handles_kernel_faults() ? "" : " (KVM faults would NOT be served)"));
+    TempDir t;
+    const uint64_t pages = 1024;  // 4 MiB: two THP-sized extents
+    MemFile f(t.path, pages, [](uint64_t p) { return p % 7 != 3 && (p < 600 || p > 700); });
+    GuestMemory mem(pages * kPage);  // MADV_HUGEPAGE, as on restore
+    UffdMemory um(std::move(*uffd), mem.base(), mem.size(), flat_file_source(f.fd.get(), f.path, mem.size()));
+    um.start();
+    touch_from_thread(mem.base(), iota_pages(pages));
+    auto bad = first_mismatch(mem.base(), f);
+    CHECK_MESSAGE(!bad, "page " << bad.value_or(0) << " differs from the source");
+    // A second pass does not fault: every page is installed.
+    touch_from_thread(mem.base(), iota_pages(pages));
+    um.stop();  // counters of the last fault settle just after its thread resumed
+    UffdStats s = um.stats();
+    CHECK(s.faults == pages);
+    CHECK(s.pages_copied == f.data_pages());
+    CHECK(s.zero_pages == pages - f.data_pages());
+    CHECK(s.bytes_copied == f.data_pages() * kPage);
+    CHECK(s.prefetched_pages == 0);
+    CHECK(s.already_present == 0);
+    CHECK(s.fault_ns_total > 0);
+    CHECK(s.fault_ns_max * pages >= s.fault_ns_total);
+    CHECK(!um.failed());
+    // Writes after the zero page was mapped are private to this memory (copy-on-write
+    // of the zero page, not a uffd fault) and never reach the file.
+    mem.base()[3 * kPage] = 0x5a;
+    CHECK(mem.base()[3 * kPage] == 0x5a);
+    CHECK(read_file_bytes(f.path)[3 * kPage] == 0);
+    MESSAGE("THP: AnonHugePages over the registered memory after faults: " << anon_huge_kib(mem.base()) << " kB");
+}
+
+TEST_CASE("uffd: recorded first-fault order equals the touch order, and survives the log file") {
+    auto uffd = open_uffd();
+    if (!uffd) return;
+    TempDir t;
+    const uint64_t pages = 512;
+    MemFile f(t.path, pages, [](uint64_t p) { return p % 3 != 0; });
+    GuestMemory mem(pages * kPage);
+    UffdOptions opts;
+    opts.record_access = true;
+    UffdMemory um(std::move(*uffd), mem.base(), mem.size(), flat_file_source(f.fd.get(), f.path, mem.size()), opts);
+    um.start();
+    std::vector<uint32_t> order = iota_pages(pages);
+    std::mt19937 rng(42);
+    std::shuffle(order.begin(), order.end(), rng);
+    order.resize(300);  // a working set, not all of memory
+    touch_from_thread(mem.base(), order);
+    touch_from_thread(mem.base(), order);  // second touches are not first faults
+    um.stop();
+    AccessLog log = um.access_log();
+    CHECK(log.mem_size == mem.size());
+    CHECK(log.pages == order);
+    write_access_log(t.path + "/access", log);
+    CHECK(read_access_log(t.path + "/access", mem.size()).pages == order);
+}
+
+TEST_CASE("uffd: prefetch before start installs the working set in coalesced batches; touching it then never faults") {
+    auto uffd = open_uffd();
+    if (!uffd) return;
+    TempDir t;
+    const uint64_t pages = 2048;
+    // Pages [0,1024) data, [1024,1536) holes, [1536,2048) data.
+    MemFile f(t.path, pages, [](uint64_t p) { return p < 1024 || p >= 1536; });
+    GuestMemory mem(pages * kPage);
+    UffdMemory um(std::move(*uffd), mem.base(), mem.size(), flat_file_source(f.fd.get(), f.path, mem.size()));
+    std::vector<uint32_t> ws = iota_pages(pages);
+    std::reverse(ws.begin(), ws.end());  // order does not matter to a sorted, synchronous prefetch
+    um.prefetch_all_before_start(ws);
+    UffdStats s = um.stats();
+    CHECK(s.prefetched_pages == pages);
+    CHECK(s.pages_copied == 1536);
+    CHECK(s.zero_pages == 512);
+    // 2 MiB batches: data 0-511, 512-1023, zero 1024-1535, data 1536-2047.
+    CHECK(s.prefetch_ioctls == 4);
+    um.start();
+    touch_from_thread(mem.base(), iota_pages(pages));
+    CHECK(um.stats().faults == 0);
+    auto bad = first_mismatch(mem.base(), f);
+    CHECK_MESSAGE(!bad, "page " << bad.value_or(0) << " differs from the source");
+
+    // Prefetching again finds every page present (EEXIST) and installs nothing.
+    um.prefetch_all_before_start(ws, {.batch_bytes = kPage, .window_pages = 0});
+    s = um.stats();
+    CHECK(s.prefetched_pages == pages);
+    CHECK(s.already_present == pages);
+    CHECK(s.pages_copied + s.zero_pages == pages);
+}
+
+TEST_CASE("uffd: prefetch over pages already faulted in skips them (EEXIST) and fills the rest") {
+    auto uffd = open_uffd();
+    if (!uffd) return;
+    TempDir t;
+    const uint64_t pages = 1024;
+    MemFile f(t.path, pages, [](uint64_t p) { return p % 5 != 0; });
+    GuestMemory mem(pages * kPage);
+    UffdMemory um(std::move(*uffd), mem.base(), mem.size(), flat_file_source(f.fd.get(), f.path, mem.size()));
+    um.start();
+    std::vector<uint32_t> early;
+    for (uint32_t p = 100; p < 1024; p += 37) early.push_back(p);
+    touch_from_thread(mem.base(), early);
+    wait_for_faults(um, early.size());
+    um.prefetch_all_before_start(iota_pages(pages));
+    UffdStats s = um.stats();
+    CHECK(s.faults == early.size());
+    CHECK(s.already_present == early.size());
+    CHECK(s.prefetched_pages == pages - early.size());
+    CHECK(s.pages_copied + s.zero_pages == pages);
+    auto bad = first_mismatch(mem.base(), f);
+    CHECK_MESSAGE(!bad, "page " << bad.value_or(0) << " differs from the source");
+}
+
+TEST_CASE("uffd: async prefetch races demand faults touching in the opposite order; each page installed once") {
+    auto uffd = open_uffd();
+    if (!uffd) return;
+    TempDir t;
+    const uint64_t pages = 8192;  // 32 MiB
+    MemFile f(t.path, pages, [](uint64_t p) { return (p / 64) % 4 != 1; });
+    GuestMemory mem(pages * kPage);
+    UffdMemory um(std::move(*uffd), mem.base(), mem.size(), flat_file_source(f.fd.get(), f.path, mem.size()));
+    um.start();
+    um.start_prefetch(iota_pages(pages));
+    std::vector<uint32_t> rev = iota_pages(pages);
+    std::reverse(rev.begin(), rev.end());
+    touch_from_thread(mem.base(), rev);
+    um.wait_prefetch();
+    um.stop();
+    UffdStats s = um.stats();
+    CHECK(s.pages_copied + s.zero_pages == pages);  // each page installed by exactly one side
+    CHECK(s.prefetched_pages < pages);               // the faults won some pages...
+    CHECK(s.faults > 0);
+    CHECK(s.prefetched_pages > 0);  // ...and the prefetch the others
+    auto bad = first_mismatch(mem.base(), f);
+    CHECK_MESSAGE(!bad, "page " << bad.value_or(0) << " differs from the source");
+    MESSAGE("async race: " << s.faults << " demand faults, " << s.prefetched_pages << " prefetched, "
+                           << s.already_present << " EEXIST");
+    CHECK(!um.failed());
+}
+
+TEST_CASE("uffd: stop() with a fault outstanding serves it and returns; stop() during a prefetch returns") {
+    auto uffd = open_uffd();
+    if (!uffd) return;
+    TempDir t;
+    const uint64_t pages = 16;
+    MemFile f(t.path, pages, [](uint64_t) { return true; });
+    GuestMemory mem(pages * kPage);
+    {
+        UffdMemory um(std::move(*uffd), mem.base(), mem.size(), flat_file_source(f.fd.get(), f.path, mem.size()));
+        // No handler yet: the touching thread blocks in its fault.
+        std::atomic<bool> done{false};
+        uint8_t got[8];
+        std::thread toucher([&] {
+            std::memcpy(got, mem.base() + 5 * kPage, sizeof got);
+            done = true;
+        });
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        CHECK(!done);
+        um.stop();
+        toucher.join();
+        CHECK(done);
+        uint8_t want[kPage];
+        fill_page(want, 5);
+        CHECK(std::memcmp(got, want, sizeof got) == 0);
+        CHECK(um.stats().faults == 1);
+        um.stop();  // idempotent
+    }
+    // A large async prefetch is cancelled between batches.
+    auto uffd2 = open_uffd();
+    REQUIRE(uffd2);
+    TempDir t2;
+    const uint64_t big = 65536;  // 256 MiB of holes: zero-page batches
+    MemFile g(t2.path, big, [](uint64_t) { return false; });
+    GuestMemory mem2(big * kPage);
+    UffdMemory um2(std::move(*uffd2), mem2.base(), mem2.size(), flat_file_source(g.fd.get(), g.path, mem2.size()));
+    um2.start();
+    um2.start_prefetch(iota_pages(big), {.batch_bytes = kPage, .window_pages = 512});
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    auto t0 = std::chrono::steady_clock::now();
+    um2.stop();
+    MESSAGE("stop during a 256 MiB page-by-page prefetch: " << ms_since(t0) << " ms, "
+                                                            << um2.stats().prefetched_pages << " pages were in");
+    CHECK(ms_since(t0) < 1000);
+    CHECK(!um2.failed());
+}
+
+TEST_CASE("uffd: a page the source cannot supply fails the VM through the callback, never by a throw") {
+    auto uffd = open_uffd();
+    if (!uffd) return;
+    TempDir t;
+    const uint64_t pages = 8;
+    MemFile f(t.path, pages, [](uint64_t) { return true; });
+    GuestMemory mem(pages * kPage);
+    PageSource src = flat_file_source(f.fd.get(), f.path, mem.size());
+    src.locate = [](uint64_t p) -> PageLocation { return {0, (p + 100) * kPage}; };  // past the file's end
+    std::atomic<int> calls{0};
+    std::string why;
+    UffdOptions opts;
+    opts.on_failure = [&](const std::string& w) {
+        why = w;
+        calls++;
+    };
+    UffdMemory um(std::move(*uffd), mem.base(), mem.size(), std::move(src), opts);
+    um.start();
+    std::thread toucher([&] {
+        volatile uint8_t b = mem.base()[2 * kPage];
+        (void)b;
+    });
+    for (int i = 0; i < 200 && !um.failed(); i++) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    CHECK(um.failed());
+    CHECK(calls == 1);
+    CHECK(why.find(f.path + ": page 2 at offset 417792: beyond the end of the file") != std::string::npos);
+    CHECK(um.failure() == why);
+    // Stopping releases the blocked thread (it sees an ordinary zero page); the
+    // caller stops the VM anyway.
+    um.stop();
+    toucher.join();
+    CHECK_THROWS_AS(um.prefetch_all_before_start(iota_pages(pages)), ConfigError);
+}
+
+TEST_CASE("uffd: a stack of layers (base + runtime + function) restores lazily and by prefetch to the snapshotted memory") {
+    auto uffd = open_uffd();
+    if (!uffd) return;
+    TempDir t;
+    const uint64_t mem_size = 8 * kMiB, pages = mem_size / kPage;
+    LayerConfig cfg;
+    cfg.mem_size_mib = mem_size >> 20;
+    MachineState ms;
+    ms.kind = MachineKind::kNano;
+    ms.mem_size = mem_size;
+    ms.vcpus.emplace_back();
+    std::vector<uint8_t> vs = encode_vmstate(ms);
+    WriteOptions wo;
+    wo.fsync = false;
+
+    // The VM's memory as it evolves: base, then the runtime and function layers each
+    // rewrite some pages and zero others.
+    GuestMemory vm(mem_size);
+    for (uint64_t p = 0; p < pages; p += 2) fill_page(vm.base() + p * kPage, p);
+    write_full_layer(t.path + "/base", cfg, vs, vm, wo);
+    DirtyBitmap d1(pages);
+    for (uint64_t p = 0; p < pages; p += 5) {
+        if (p % 3 == 0) std::memset(vm.base() + p * kPage, 0, kPage);
+        else fill_page(vm.base() + p * kPage, p + 100000);
+        d1.set(p);
+    }
+    write_diff_layer(t.path + "/runtime", cfg, t.path + "/base", vs, vm, d1.words(), wo);
+    DirtyBitmap d2(pages);
+    for (uint64_t p = 1; p < pages; p += 11) {
+        fill_page(vm.base() + p * kPage, p + 200000);
+        d2.set(p);
+    }
+    write_diff_layer(t.path + "/function", cfg, t.path + "/runtime", vs, vm, d2.words(), wo);
+
+    LayerStack stack = LayerStack::open(t.path + "/function");
+    REQUIRE(stack.layers().size() == 3);
+    for (bool prefetch : {false, true}) {
+        CAPTURE(prefetch);
+        auto u = prefetch ? Userfaultfd::open(true) : std::move(*uffd);
+        GuestMemory restored(mem_size);
+        UffdMemory um(std::move(u), restored.base(), restored.size(), layer_stack_source(stack));
+        if (prefetch) um.prefetch_all_before_start(iota_pages(pages));
+        um.start();
+        std::vector<uint8_t> copy(mem_size);
+        std::thread([&] { std::memcpy(copy.data(), restored.base(), mem_size); }).join();
+        um.stop();
+        uint64_t first_bad = pages;
+        for (uint64_t p = 0; p < pages && first_bad == pages; p++)
+            if (std::memcmp(copy.data() + p * kPage, vm.base() + p * kPage, kPage) != 0) first_bad = p;
+        CHECK_MESSAGE(first_bad == pages, "page " << first_bad << " differs from the snapshotted memory");
+        UffdStats s = um.stats();
+        CHECK(s.pages_copied + s.zero_pages == pages);
+        CHECK(s.faults == (prefetch ? 0 : pages));
+        // Pages no layer holds, or whose top layer holds a hole, are zero pages: no bytes read.
+        uint64_t zero = 0;
+        for (uint64_t p = 0; p < pages; p++) zero += stack.page(p).zero();
+        CHECK(s.zero_pages == zero);
+        if (prefetch) MESSAGE("3-layer prefetch of 8 MiB: " << s.prefetch_ioctls << " ioctls");
+    }
+}
+
+TEST_CASE("uffd: Userfaultfd rejects unaligned ranges; UffdMemory rejects a source of another size") {
+    auto uffd = open_uffd();
+    if (!uffd) return;
+    GuestMemory mem(16 * kPage);
+    CHECK_THROWS_AS(uffd->register_missing(mem.base() + 1, kPage), ConfigError);
+    PageSource src;
+    src.pages = 8;
+    src.locate = [](uint64_t) { return PageLocation{}; };
+    CHECK_THROWS_WITH_AS(UffdMemory(std::move(*uffd), mem.base(), mem.size(), src),
+                         doctest::Contains("page source has 8 pages, memory has 16"), ConfigError);
+}
+
+TEST_CASE("uffd external handler: Firecracker's handshake JSON") {
+    std::vector<UffdRegion> regions = {{0x7f0000000000, 3ull << 30, 0, 4096}, {0x7f00c0000000, 1ull << 30, 3ull << 30, 4096}};
+    auto j = nlohmann::json::parse(uffd_handshake_json(regions));
+    REQUIRE(j.is_array());
+    REQUIRE(j.size() == 2);
+    CHECK(j[1]["base_host_virt_addr"] == 0x7f00c0000000ull);
+    CHECK(j[1]["size"] == 1ull << 30);
+    CHECK(j[1]["offset"] == 3ull << 30);
+    CHECK(j[1]["page_size"] == 4096);
+    CHECK(j[1]["page_size_kib"] == 4096);  // Firecracker's deprecated alias, in bytes
+    GuestMemory small(8 * kPage);
+    auto r = uffd_regions_of(small);
+    REQUIRE(r.size() == 1);
+    CHECK(r[0].base_host_virt_addr == reinterpret_cast<uint64_t>(small.base()));
+    CHECK(r[0].size == 8 * kPage);
+    CHECK(r[0].offset == 0);
+}
+
+TEST_CASE("uffd external handler: tests/helpers/uffd_handler receives the uffd by SCM_RIGHTS and serves faults") {
+    std::string helper = fs::read_symlink("/proc/self/exe").parent_path().string() + "/helpers/uffd_handler";
+    if (::access(helper.c_str(), X_OK) != 0) {
+        MESSAGE("skipped: " << helper << " is not built (make all)");
+        return;
+    }
+    Userfaultfd uffd = [] {
+        try {
+            return Userfaultfd::open(true);
+        } catch (const UnavailableError& e) {
+            MESSAGE("skipped: " << e.what());
+            throw;
+        }
+    }();
+    TempDir t;
+    const uint64_t pages = 768;
+    MemFile f(t.path, pages, [](uint64_t p) { return p % 4 != 0; });
+    GuestMemory mem(pages * kPage);
+    uffd.register_missing(mem.base(), mem.size());
+
+    std::string sock = t.path + "/uffd.sock";
+    int out[2];
+    REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    std::vector<char*> argv = {helper.data(), sock.data(), f.path.data(), nullptr};
+    pid_t pid;
+    REQUIRE(::posix_spawn(&pid, helper.c_str(), &fa, nullptr, argv.data(), environ) == 0);
+    posix_spawn_file_actions_destroy(&fa);
+    ::close(out[1]);
+    auto read_line = [&] {
+        std::string line;
+        char c;
+        while (::read(out[0], &c, 1) == 1 && c != '\n') line += c;
+        return line;
+    };
+    CHECK(read_line() == "listening " + sock);
+
+    UniqueFd conn = send_uffd_to_handler(sock, uffd_regions_of(mem), uffd.fd());
+    // The VMM serves nothing itself: every first touch is served by the other process.
+    std::vector<uint32_t> order = iota_pages(pages);
+    std::shuffle(order.begin(), order.end(), std::mt19937(7));
+    auto t0 = std::chrono::steady_clock::now();
+    touch_from_thread(mem.base(), order);
+    double ms = ms_since(t0);
+    auto bad = first_mismatch(mem.base(), f);
+    CHECK_MESSAGE(!bad, "page " << bad.value_or(0) << " differs from the source");
+
+    ::kill(pid, SIGTERM);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    CHECK(read_line() == "served " + std::to_string(pages) + " faults, " + std::to_string(pages * kPage) +
+                             " bytes, 0 already present");
+    ::close(out[0]);
+    MESSAGE("external handler process: " << ms * 1000 / pages << " us per 4 KiB fault");
+}
+
+TEST_CASE("uffd external handler: a socket nobody listens on is a SysError naming it") {
+    auto uffd = open_uffd();
+    if (!uffd) return;
+    CHECK_THROWS_WITH_AS(send_uffd_to_handler("/nonexistent/uffd.sock", {}, uffd->fd()),
+                         doctest::Contains("uffd handler /nonexistent/uffd.sock: connect"), SysError);
+}
+
+TEST_CASE("uffd figures: lazy 4 KiB fault cost; prefetch of a 64 MiB working set in 2 MiB vs 4 KiB batches") {
+    auto uffd = open_uffd();
+    if (!uffd) return;
+    TempDir t;
+    const uint64_t pages = 16384;  // 64 MiB, every page data
+    MemFile f(t.path, pages, [](uint64_t) { return true; });
+    std::vector<uint32_t> ws = iota_pages(pages);
+    const double mib = static_cast<double>(pages * kPage) / kMiB;
+
+    // Evicts the file from the page cache (clean after fdatasync), so the next
+    // reads come from the disk: layer files of a snapshot not restored lately.
+    auto drop_cache = [&] {
+        ::fdatasync(f.fd.get());
+        ::posix_fadvise(f.fd.get(), 0, 0, POSIX_FADV_DONTNEED);
+    };
+    auto lazy_run = [&](bool cold) {
+        auto u = Userfaultfd::open(true);
+        GuestMemory mem(pages * kPage);
+        UffdMemory um(std::move(u), mem.base(), mem.size(), flat_file_source(f.fd.get(), f.path, mem.size()));
+        um.start();
+        if (cold) drop_cache();
+        auto t0 = std::chrono::steady_clock::now();
+        touch_from_thread(mem.base(), ws);
+        double ms = ms_since(t0);
+        um.stop();
+        UffdStats s = um.stats();
+        CHECK(s.faults == pages);
+        MESSAGE("lazy" << std::string(cold ? " (cold page cache)" : "") << ": " << ms * 1000 / pages
+                       << " us per 4 KiB fault end to end (" << ms << " ms for " << mib << " MiB); handler time "
+                       << s.fault_ns_total / s.faults << " ns/fault, max " << s.fault_ns_max / 1000 << " us");
+        return ms * 1000 / pages;
+    };
+    double lazy_us = lazy_run(false);
+    lazy_run(true);
+    auto prefetch_run = [&](uint64_t batch, bool async, bool cold = false) {
+        auto u = Userfaultfd::open(true);
+        GuestMemory mem(pages * kPage);
+        UffdMemory um(std::move(u), mem.base(), mem.size(), flat_file_source(f.fd.get(), f.path, mem.size()));
+        if (cold) drop_cache();
+        auto t0 = std::chrono::steady_clock::now();
+        if (async) {
+            um.start();
+            um.start_prefetch(ws, {.batch_bytes = batch, .window_pages = 512});
+            touch_from_thread(mem.base(), ws);  // the "guest" runs meanwhile
+            um.wait_prefetch();
+        } else {
+            um.prefetch_all_before_start(ws, {.batch_bytes = batch, .window_pages = 0});
+            um.start();
+            touch_from_thread(mem.base(), ws);
+        }
+        double ms = ms_since(t0);
+        um.stop();
+        UffdStats s = um.stats();
+        CHECK(s.pages_copied == pages);
+        MESSAGE(std::string(async ? "async" : "sync") << std::string(cold ? " (cold page cache)" : "") << " prefetch, " << batch / 1024 << " KiB batches: working set ready + touched in "
+                                           << ms << " ms (" << mib / (ms / 1000) << " MiB/s), prefetch alone "
+                                           << s.prefetch_ns / 1e6 << " ms = "
+                                           << mib / (static_cast<double>(s.prefetch_ns) / 1e9) << " MiB/s, "
+                                           << s.prefetch_ioctls << " ioctls, " << s.faults << " demand faults; "
+                                           << (lazy_us * pages / 1000) / ms << "x faster than lazy");
+        return ms;
+    };
+    double big = prefetch_run(2 * kMiB, false);
+    double small = prefetch_run(kPage, false);
+    prefetch_run(2 * kMiB, true);
+    prefetch_run(2 * kMiB, false, true);
+    MESSAGE("2 MiB batches vs 4 KiB: " << small / big << "x");
+}
