@@ -22,7 +22,8 @@ struct nano_stats {
     uint64_t errors;
     uint64_t connections;
     uint64_t reseeds;
-    uint64_t ready_ns; /* TSC time from entry to KN_PORT_READY */
+    uint64_t transport_resets; /* vsock TRANSPORT_RESET events (snapshot restores) */
+    uint64_t ready_ns; /* TSC time from entry to KN_PORT_READY stage 0 (serving) */
 };
 extern struct nano_stats nano_stats;
 

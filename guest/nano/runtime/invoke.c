@@ -119,13 +119,14 @@ static void write_stats(struct invoke_conn* s) {
     if (nano_appendf(r,
                      "{\"invokes\":%llu,\"errors\":%llu,\"connections\":%llu,\"waits\":%llu,"
                      "\"console_writes\":%llu,\"mmio_reads\":%llu,\"mmio_writes\":%llu,\"mmio_batches\":%llu,"
-                     "\"reseeds\":%llu,"
+                     "\"reseeds\":%llu,\"transport_resets\":%llu,"
                      "\"ready_ns\":%llu,\"uptime_ns\":%llu,\"heap_free\":%zu}",
                      (unsigned long long)t->invokes, (unsigned long long)t->errors,
                      (unsigned long long)t->connections, (unsigned long long)t->waits,
                      (unsigned long long)t->console_writes, (unsigned long long)t->mmio_reads,
                      (unsigned long long)t->mmio_writes, (unsigned long long)t->mmio_batches,
-                     (unsigned long long)t->reseeds, (unsigned long long)t->ready_ns,
+                     (unsigned long long)t->reseeds, (unsigned long long)t->transport_resets,
+                     (unsigned long long)t->ready_ns,
                      (unsigned long long)nano_now_ns(), heap_free_bytes()) != 0) {
         bad_request(s, "out of memory");
         return;

@@ -73,6 +73,9 @@ static uint32_t* tx_serial; /* owner's serial when queued */
 
 static struct vsock_conn conns[VSOCK_MAX_CONNS];
 static uint32_t next_serial = 1;
+/* Receive buffers the device had filled, and we had not read, when we saw the last
+ * TRANSPORT_RESET: they belong to the transport that is gone (transport_reset). */
+static uint16_t rx_stale;
 static int trace; /* trace=vsock: log every packet on the console */
 
 static const char* op_name(uint16_t op) {
@@ -275,6 +278,30 @@ static void drop_conn(struct vsock_conn* c) {
     if (c->tx_inflight == 0) finalize(c);
 }
 
+/* Make the device drop transmit packets it has not taken yet, unread: called when the
+ * host has forgotten their connections, whose addresses it may hand out again.  The
+ * device runs only while we are in KN_PORT_WAIT (or a port/MMIO exit), so it cannot
+ * be reading these headers now; one that does not carry our CID is dropped without
+ * a reply (a guest cannot speak for another CID, §5.10.6.6).  `owner` 0 = every
+ * packet in flight, else only those of that connection. */
+static void neuter_tx(const struct vsock_conn* owner) {
+    uint8_t free_slot[TX_QUEUE_SIZE / 2] = {0};
+    for (uint16_t i = 0; i < n_tx_free; ++i) free_slot[tx_free[i]] = 1;
+    for (uint16_t s = 0; s < n_tx; ++s) {
+        if (free_slot[s]) continue;
+        if (owner && !(tx_owner[s] == vsock_conn_index(owner) + 1 && tx_serial[s] == owner->serial)) continue;
+        tx_hdr[s].src_cid = ~(uint64_t)0;
+    }
+}
+
+/* The peer has forgotten c: drop it without telling it, and let none of c's queued
+ * packets reach the device; its transmit slots still come back through the used ring. */
+static void forget_conn(struct vsock_conn* c) {
+    neuter_tx(c);
+    c->tx_inflight = 0;
+    drop_conn(c);
+}
+
 static void reset_conn(struct vsock_conn* c) {
     tx_ctrl(c, VSOCK_OP_RST, 0);
     drop_conn(c);
@@ -362,18 +389,30 @@ void vsock_rx_resume(struct vsock_conn* c) {
     c->in_rx = 0;
 }
 
-static void handle_packet(const struct vsock_hdr* h, const uint8_t* data, uint32_t len) {
+/* `stale`: the packet was sent before a transport reset we have processed since. */
+static void handle_packet(const struct vsock_hdr* h, const uint8_t* data, uint32_t len, int stale) {
     if (trace)
-        nano_printf("vsock rx %s %u->%u len %u flags %u buf_alloc %u fwd_cnt %u\n", op_name(h->op), h->src_port,
-                    h->dst_port, len, h->flags, h->buf_alloc, h->fwd_cnt);
+        nano_printf("vsock rx %s %u->%u len %u flags %u buf_alloc %u fwd_cnt %u%s\n", op_name(h->op), h->src_port,
+                    h->dst_port, len, h->flags, h->buf_alloc, h->fwd_cnt, stale ? " (before reset)" : "");
     if (h->type != VSOCK_TYPE_STREAM) {
-        if (h->op != VSOCK_OP_RST) tx_rst_reply(h);
+        if (h->op != VSOCK_OP_RST && !stale) tx_rst_reply(h);
         return;
     }
     struct vsock_conn* c = find_conn(h);
+    if (c && h->op == VSOCK_OP_REQUEST && h->dst_port == listen_port) {
+        /* The peer asks for an address we think is live, so it has forgotten that
+         * connection: after a snapshot restore the host side starts from scratch
+         * and may hand out the same host port again.  An RST would name the new
+         * connection too, so drop the old one quietly and accept. */
+        forget_conn(c);
+        c = 0;
+    }
     if (!c) {
+        /* A packet for no connection gets an RST (§5.10.6.6) -- unless it predates a
+         * transport reset: the host dropped those connections already, and the RST
+         * could hit a new connection that reuses the address. */
         if (h->op == VSOCK_OP_REQUEST && h->dst_port == listen_port) accept_conn(h);
-        else if (h->op != VSOCK_OP_RST) tx_rst_reply(h);
+        else if (h->op != VSOCK_OP_RST && !stale) tx_rst_reply(h);
         return;
     }
     c->peer_buf_alloc = h->buf_alloc;
@@ -406,13 +445,35 @@ static void handle_packet(const struct vsock_hdr* h, const uint8_t* data, uint32
     case VSOCK_OP_RST:
         drop_conn(c);
         break;
-    case VSOCK_OP_REQUEST: /* the peer reused a live address: start over */
-        reset_conn(c);
-        break;
-    default: /* RESPONSE (we never connect out) or unknown */
+    default: /* RESPONSE (we never connect out), REQUEST (handled above) or unknown */
         reset_conn(c);
         break;
     }
+}
+
+/* VIRTIO_VSOCK_EVENT_TRANSPORT_RESET (§5.10.6.7): the device sends it after a
+ * snapshot restore (or whenever the VMM dropped the host side of every connection).
+ * Every connection is gone, and the host will not remember anything about them: no
+ * RST or SHUTDOWN is owed, our queued packets for them must not reach it, and the
+ * host ports it hands out next may repeat old ones.  Our CID may have changed.
+ * Listening goes on; the rings, their buffers and our receive window settings are
+ * ours and stay as they are. */
+static void transport_reset(void) {
+    nano_stats.transport_resets++;
+    neuter_tx(0);
+    for (int i = 0; i < VSOCK_MAX_CONNS; ++i)
+        if (conns[i].state != VS_FREE) {
+            conns[i].tx_inflight = 0;
+            drop_conn(&conns[i]);
+        }
+    /* What the device had put in the receive ring before the event was meant for the
+     * old connections: no RST for those (handle_packet).  Later arrivals may be
+     * counted in too, but for them this only means no RST for an unknown address. */
+    rx_stale = (uint16_t)(rxq.used->idx - rxq.last_used);
+    int lo = mmio_batch_read(&dev, VIRTIO_MMIO_CONFIG), hi = mmio_batch_read(&dev, VIRTIO_MMIO_CONFIG + 4);
+    mmio_batch_run();
+    guest_cid = mmio_result(lo) | (uint64_t)mmio_result(hi) << 32;
+    if (trace) nano_printf("vsock transport reset: cid %llu\n", (unsigned long long)guest_cid);
 }
 
 static int poll_events(void) {
@@ -421,16 +482,7 @@ static int poll_events(void) {
     while (virtq_pop_used(&evq, &e)) {
         progress = 1;
         if (e.id >= evq.size) continue;
-        if (e.len >= sizeof(uint32_t) && ev_buf[e.id] == VSOCK_EVENT_TRANSPORT_RESET) {
-            /* After a snapshot restore every connection is gone and our CID may
-             * have changed (§5.10.6.7); listening goes on. */
-            guest_cid = mmio_read32(&dev, VIRTIO_MMIO_CONFIG) | (uint64_t)mmio_read32(&dev, VIRTIO_MMIO_CONFIG + 4) << 32;
-            for (int i = 0; i < VSOCK_MAX_CONNS; ++i)
-                if (conns[i].state != VS_FREE) {
-                    conns[i].tx_inflight = 0;
-                    drop_conn(&conns[i]);
-                }
-        }
+        if (e.len >= sizeof(uint32_t) && ev_buf[e.id] == VSOCK_EVENT_TRANSPORT_RESET) transport_reset();
         virtq_push(&evq, (uint16_t)e.id);
     }
     return progress;
@@ -441,11 +493,13 @@ static int poll_rx(void) {
     int progress = 0;
     while (virtq_pop_used(&rxq, &e)) {
         progress = 1;
+        int stale = rx_stale > 0;
+        if (stale) --rx_stale;
         if (e.id >= rxq.size || (e.id & 1)) continue; /* not a head we posted */
         uint16_t i = (uint16_t)(e.id / 2);
         struct vsock_hdr h = rx_hdr[i];
         if (e.len >= VSOCK_HDR_SIZE && h.len <= e.len - VSOCK_HDR_SIZE && h.len <= RX_BUF_SIZE)
-            handle_packet(&h, rx_data + (size_t)i * RX_BUF_SIZE, h.len);
+            handle_packet(&h, rx_data + (size_t)i * RX_BUF_SIZE, h.len, stale);
         post_rx(i);
     }
     return progress;
