@@ -1,12 +1,41 @@
 /* Runtime start-up and the serve loop: options, heap, clock, CSPRNG, the vsock
- * device, the function's nano_init, then KN_PORT_READY and requests until EXIT. */
+ * device, KN_PORT_READY stage 1, the function's nano_init, then KN_PORT_READY
+ * stage 0 (serving) and requests until EXIT. */
 #include "vsock.h"
 
 struct nano_stats nano_stats;
 
+/* The OUTs where the vCPU blocks (and where a snapshot usually finds it). */
+static void blocking_out(uint16_t port, uint32_t value) {
+    if (nano_blocking_out) nano_blocking_out(port, value);
+    else outl(port, value);
+}
+
 void nano_wait(uint32_t timeout_us) {
     nano_stats.waits++;
-    outl(KN_PORT_WAIT, timeout_us);
+    blocking_out(KN_PORT_WAIT, timeout_us);
+}
+
+/* Stages reported so far: KN_READY_RUNTIME, then the function's, then serving. */
+static uint32_t last_stage;
+static int serving;
+
+static void report_stage(uint32_t stage) {
+    /* Console output still buffered would be in a snapshot taken here and come out
+     * again from every clone restored from it. */
+    nano_flush();
+    if (stage == KN_READY_SERVING) serving = 1;
+    else last_stage = stage;
+    blocking_out(KN_PORT_READY, stage);
+}
+
+void nano_ready_stage(uint32_t stage) {
+    if (serving || stage <= last_stage || stage <= KN_READY_RUNTIME) {
+        nano_printf("nano: nano_ready_stage(%u) %s: stages go up from %u during nano_init\n", stage,
+                    serving ? "while serving" : "out of order", KN_READY_RUNTIME + 1);
+        nano_exit(70);
+    }
+    report_stage(stage);
 }
 
 void nano_exit(int status) {
@@ -55,6 +84,7 @@ void nano_runtime_main(void) {
     if (buf > (64u << 20)) buf = 64u << 20;
     int have_vsock = vsock_init((uint32_t)port, (uint32_t)buf) == 0;
 
+    report_stage(KN_READY_RUNTIME);
     if (nano_init) {
         int rc = nano_init();
         if (rc != 0) {
@@ -73,7 +103,7 @@ void nano_runtime_main(void) {
                     (unsigned long long)kn_boot->guest_cid, (unsigned long long)(kn_boot->mem_size >> 20),
                     heap_free_bytes() >> 10);
     nano_stats.ready_ns = nano_now_ns();
-    outl(KN_PORT_READY, 0);
+    report_stage(KN_READY_SERVING);
     for (;;) {
         while (vsock_poll()) {
         }

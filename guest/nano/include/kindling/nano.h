@@ -81,8 +81,22 @@ void nano_random(void* buf, size_t n);
  * absent.  The pointer stays valid for the life of the guest. */
 const char* nano_option(const char* key);
 
+/* From nano_init: report initialisation stage `stage` (2, 3, ... increasing) to the
+ * VMM, so snap-make can cut a snapshot layer here: the runtime reports stage 1
+ * (KN_READY_RUNTIME) before nano_init and 0 (serving) after it.  A stage out of
+ * order stops the VM with status 70.  See KN_PORT_READY in kindling-nano(7). */
+void nano_ready_stage(uint32_t stage);
+
 /* Stop the VM now with this exit status (console flushed first). */
 void nano_exit(int status) __attribute__((noreturn));
+
+/* Optional, for functions that check the VMM itself (guest/nano/fn/state.c): when a
+ * function defines it, the runtime makes its blocking port writes -- every
+ * KN_PORT_READY and every KN_PORT_WAIT of the serve loop, which is where a pause or
+ * snapshot finds the vCPU -- by calling this instead of its own OUT.  It must
+ * perform exactly one 32-bit OUT of `value` to `port`; whatever it keeps in
+ * registers meanwhile is machine state the VMM has to save and restore. */
+void nano_blocking_out(uint16_t port, uint32_t value) __attribute__((weak));
 
 #ifndef NANO_NATIVE
 /* The freestanding runtime provides these (the compiler may also emit calls). */
