@@ -123,7 +123,9 @@ struct UffdStats {
     uint64_t prefetch_ioctls = 0;   // UFFDIO_COPY/ZEROPAGE calls made by prefetches
     uint64_t already_present = 0;   // EEXIST: installed meanwhile by the other side
     uint64_t retries = 0;           // EAGAIN: retried
-    uint64_t fault_ns_total = 0;    // handler time per fault, message read -> installed
+    // Handler time per fault, message read -> installed: wall time, so it includes any
+    // preemption by the thread the ioctl woke (a vCPU on the same core runs to its next fault).
+    uint64_t fault_ns_total = 0;
     uint64_t fault_ns_max = 0;
     uint64_t prefetch_ns = 0;       // wall time spent in prefetches
 };
