@@ -613,6 +613,14 @@ TEST_CASE("virtio-mmio snapshot: restore rejects state that cannot belong to the
     } catch (const DataError& e) {
         CHECK(std::string(e.what()).rfind(expect, 0) == 0);
     }
+    // With the origin named, as the Machine does.
+    try {
+        mmio.restore(st, "/x/vmstate: device virtio-mmio@0xd0000000");
+        FAIL("restore accepted it");
+    } catch (const DataError& e) {
+        std::string tail = expect.substr(std::string("virtio-echo state").size());
+        CHECK(std::string(e.what()).rfind("/x/vmstate: device virtio-mmio@0xd0000000: virtio-echo" + tail, 0) == 0);
+    }
     // Nothing half-restored: the transport is at reset and a driver can start it.
     CHECK(dev->activations == 0);
     CHECK(mmio.save().status == 0);

@@ -48,20 +48,20 @@ VirtioMmioState VirtioMmio::save() {
     return s;
 }
 
-void VirtioMmio::restore(const VirtioMmioState& s) {
+void VirtioMmio::restore(const VirtioMmioState& s, const std::string& what) {
     std::lock_guard lk(device_->mutex());
     reset_locked();
     try {
-        restore_locked(s);
+        restore_locked(s, what);
     } catch (...) {
         reset_locked();
         throw;
     }
 }
 
-void VirtioMmio::restore_locked(const VirtioMmioState& s) {
-    const std::string name = device_->name();
-    auto bad = [&](const std::string& why) { throw DataError(name + " state: " + why); };
+void VirtioMmio::restore_locked(const VirtioMmioState& s, const std::string& what) {
+    const std::string prefix = what.empty() ? std::string(device_->name()) + " state" : what + ": " + device_->name();
+    auto bad = [&](const std::string& why) { throw DataError(prefix + ": " + why); };
     auto hex = [](uint64_t v) {
         char b[24];
         std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "devices/bus.h"
@@ -107,12 +108,12 @@ public:
     // virtio driver, a lost one is not).  Activation may already read the rings, so
     // guest memory must be readable (uffd handler serving) by then.
     //
-    // Throws DataError naming the device when the state cannot belong to it: wrong
-    // number of queues, features it does not offer, DRIVER_OK without FEATURES_OK,
-    // a running queue whose layout is invalid or outside guest memory.  On a throw
-    // the transport is left reset (status 0).
+    // Throws DataError "WHAT: DEVICE: ..." (or "DEVICE state: ..." without `what`)
+    // when the state cannot belong to this device: wrong number of queues, features
+    // it does not offer, DRIVER_OK without FEATURES_OK, a running queue whose layout
+    // is invalid or outside guest memory.  On a throw the transport is left reset.
     VirtioMmioState save();
-    void restore(const VirtioMmioState& s);
+    void restore(const VirtioMmioState& s, const std::string& what = "");
     VirtioMmioState state() { return save(); }
 
 private:
@@ -131,7 +132,7 @@ private:
     void write_reg(uint32_t reg, uint32_t v);
     void set_status(uint32_t v);
     void reset_locked();
-    void restore_locked(const VirtioMmioState& s);
+    void restore_locked(const VirtioMmioState& s, const std::string& what);
     void on_queue_failure();
     void raise(uint32_t bits);
     Virtqueue* selected_queue();
