@@ -28,6 +28,7 @@
 #include "devices/virtio/virtio_mmio.h"
 #include "devices/virtio/virtio_vsock.h"
 #include "kvm/guest_memory.h"
+#include "snapshot/vmstate.h"
 
 using namespace kindling;
 
@@ -95,6 +96,11 @@ public:
     Guest(GuestMemory& mem, TestVirtioDriver& drv, uint32_t rx_buf = 4096) : mem_(mem), drv_(drv), rx_buf_(rx_buf) {
         for (int i = 0; i < 8; ++i) tx_area_.push_back(drv_.alloc(sizeof(VsockHeader) + 65536));
     }
+    // The same guest in a restored VM (its bookkeeping would be in its memory).
+    Guest(GuestMemory& mem, TestVirtioDriver& drv, const Guest& before_snapshot)
+        : buf_alloc(before_snapshot.buf_alloc), fwd_cnt(before_snapshot.fwd_cnt), repost(before_snapshot.repost),
+          mem_(mem), drv_(drv), rx_buf_(before_snapshot.rx_buf_), rx_addr_(before_snapshot.rx_addr_),
+          tx_area_(before_snapshot.tx_area_), tx_next_(before_snapshot.tx_next_), split_(before_snapshot.split_) {}
 
     // Gives the device `n` rx buffers (alternating one descriptor and header+data split).
     void post_rx(int n) {
@@ -184,6 +190,13 @@ private:
     int split_ = 0;
 };
 
+// What the Machine keeps of a vsock device in a snapshot, after a round trip
+// through the vmstate codec's device blob.
+struct VsockSnapshot {
+    VirtioMmioState transport;
+    std::vector<uint8_t> device;
+};
+
 struct VsockFixture {
     TempDir dir;
     std::string uds = dir.path + "/v.sock";
@@ -203,9 +216,58 @@ struct VsockFixture {
         guest = std::make_unique<Guest>(mem, *drv, rx_buf);
         guest->post_rx(rx_buffers);
     }
+    // A VM restored from `snap`, taken of `old`: a copy of its memory, a fresh device
+    // on a socket of its own, restored in the order the Machine uses.
+    VsockFixture(const VsockFixture& old, const VsockSnapshot& snap, VirtioVsock::Options opts = {})
+        : mem{old.mem.size()} {
+        std::memcpy(mem.base(), old.mem.base(), old.mem.size());
+        vsock = std::make_shared<VirtioVsock>(kCid, uds, loop, opts);
+        mmio = std::make_unique<VirtioMmio>(mem, vsock, irq);
+        drv = std::make_unique<TestVirtioDriver>(mem, *mmio, *old.drv);
+        guest = std::make_unique<Guest>(mem, *drv, *old.guest);
+        mmio->restore(snap.transport);
+        vsock->restore_state_blob(snap.device, "test vmstate: device vsock");
+    }
     ~VsockFixture() {
         mmio.reset();
         vsock.reset();  // before the loop goes
+    }
+
+    // Snapshot order: the device first (ends its connections), then the transport.
+    VsockSnapshot snapshot() {
+        VirtioMmioSnapshot s;
+        s.device_id = vsock->device_id();
+        s.device = vsock->save_state_blob();
+        s.transport = mmio->save();
+        VirtioMmioSnapshot back = decode_virtio_mmio_state(encode_virtio_mmio_state(s), "test vmstate");
+        REQUIRE(back.device_id == kVirtioIdVsock);
+        return {back.transport, back.device};
+    }
+
+    // Gives the device `n` 8-byte event buffers; returns their addresses.
+    std::vector<uint64_t> post_events(int n) {
+        std::vector<uint64_t> a;
+        for (int i = 0; i < n; ++i) {
+            a.push_back(drv->alloc(8));
+            mem.write_obj(a.back(), uint32_t{0xffffffff});
+            drv->add_chain(kEv, {{a.back(), 8, true}});
+        }
+        return a;
+    }
+    // Event ids the device has put on the event queue since the last call.
+    std::vector<uint32_t> events() {
+        std::vector<uint32_t> ids;
+        while (auto u = drv->pop_used(kEv)) {
+            REQUIRE(u->len == 4);
+            uint8_t d[16];
+            mem.read(drv->ring(kEv).desc + 16ull * u->id, d, 16);
+            uint64_t addr;
+            std::memcpy(&addr, d, 8);
+            uint32_t id = 0;
+            mem.read_obj(addr, id);
+            ids.push_back(id);
+        }
+        return ids;
     }
 
     // Runs the event loop (and polls the device, as KN_PORT_WAIT does) until pred().
@@ -782,4 +844,228 @@ TEST_CASE("vsock: event loop on its own thread (linux guests) while the guest po
     CHECK(up_got == ok + up);
     mmio.reset();
     vs.reset();
+}
+
+// ---- snapshots ------------------------------------------------------------------
+
+TEST_CASE("vsock snapshot: connections are reset, the restored guest hears TRANSPORT_RESET, new connections work") {
+    VsockFixture f;
+    f.post_events(2);
+    auto [c1, hport1] = f.host_connect(9000);
+    auto [c2, hport2] = f.host_connect(9001);
+    REQUIRE(::write(c1.get(), "down", 4) == 4);
+    auto p = f.wait_packet();
+    REQUIRE(p);
+    CHECK(p->data == "down");
+    f.guest->send(f.guest->hdr(9000, hport1, kVsockOpRw), "up");
+    CHECK(f.read_host(c1.get(), 2) == "up");
+    UniqueFd lst = unix_listen(f.uds + "_5000");  // and one the guest opened
+    f.guest->send(f.guest->hdr(1234, 5000, kVsockOpRequest));
+    auto resp = f.wait_packet();
+    REQUIRE(resp);
+    REQUIRE(resp->h.op == kVsockOpResponse);
+    UniqueFd srv(::accept4(lst.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    REQUIRE(srv);
+    CHECK(f.vsock->connection_count() == 3);
+    // At the snapshot the guest has queued a packet the device has not seen.
+    f.guest->send(f.guest->hdr(9000, hport1, kVsockOpRw), "stale", false);
+    const uint16_t tx_avail = f.drv->ring(kTx).avail_idx;
+    const uint16_t rx_used = f.drv->used_idx(kRx);
+
+    VsockSnapshot snap = f.snapshot();
+    CHECK(f.vsock->connection_count() == 0);
+    CHECK(f.vsock->transport_reset_pending());  // owed to this guest, should it resume
+    VsockFixture r(f, snap);
+
+    // Every host end of the old connections sees EOF, and nothing else.
+    for (int fd : {c1.get(), c2.get(), srv.get()}) {
+        char b[16];
+        CHECK(::recv(fd, b, sizeof b, MSG_DONTWAIT) == 0);
+    }
+
+    // The restored guest: one TRANSPORT_RESET (§5.10.6.7, id 0) on the event queue,
+    // the stale packet handed back unanswered, nothing on rx, nothing re-delivered.
+    CHECK(r.irq.count >= 1);
+    CHECK(r.events() == std::vector<uint32_t>{0});
+    CHECK_FALSE(r.vsock->transport_reset_pending());
+    CHECK(r.drv->used_idx(kTx) == tx_avail);
+    CHECK(r.drv->used_idx(kRx) == rx_used);
+    r.settle(30);  // runs the loop and polls, as the nano wait does
+    CHECK(r.guest->inbox.empty());
+    CHECK(r.events().empty());
+    CHECK(r.vsock->connection_count() == 0);
+    CHECK(r.drv->reg(VirtioMmio::kStatus) == f.drv->reg(VirtioMmio::kStatus));
+
+    // New connections both ways; host ports keep counting from the saved position,
+    // so none collides with a connection the guest may not have dropped yet.
+    auto [n1, nport] = r.host_connect(9000);
+    CHECK(nport == hport2 + 1);
+    REQUIRE(::write(n1.get(), "after restore", 13) == 13);
+    auto q = r.wait_packet();
+    REQUIRE(q);
+    CHECK(q->h.op == kVsockOpRw);
+    CHECK(q->data == "after restore");
+    r.guest->send(r.guest->hdr(9000, nport, kVsockOpRw), "answer");
+    CHECK(r.read_host(n1.get(), 6) == "answer");
+    UniqueFd lst2 = unix_listen(r.uds + "_5000");
+    r.guest->send(r.guest->hdr(1234, 5000, kVsockOpRequest));
+    auto resp2 = r.wait_packet();
+    REQUIRE(resp2);
+    CHECK(resp2->h.op == kVsockOpResponse);
+    CHECK_FALSE((r.drv->reg(VirtioMmio::kStatus) & kVirtioStatusNeedsReset));
+
+    // The original VM, resumed, is told too (Firecracker's SnapshotCreate event),
+    // before anything new reaches its rx queue.
+    UniqueFd c3 = unix_connect(f.uds);
+    REQUIRE(::write(c3.get(), "CONNECT 9000\n", 13) == 13);
+    f.mmio->poll();
+    CHECK(f.events() == std::vector<uint32_t>{0});
+    auto req = f.wait_packet();
+    REQUIRE(req);
+    CHECK(req->h.op == kVsockOpRequest);
+}
+
+TEST_CASE("vsock snapshot: the reset waits for an event buffer, and rx waits behind it") {
+    VsockFixture f;  // no event buffers posted
+    auto [c1, hport1] = f.host_connect(9000);
+    VsockSnapshot snap = f.snapshot();
+    VsockFixture r(f, snap);
+    CHECK(r.vsock->transport_reset_pending());
+    CHECK(r.events().empty());
+
+    // A host client connects; its REQUEST must not overtake the reset.
+    UniqueFd c = unix_connect(r.uds);
+    REQUIRE(::write(c.get(), "CONNECT 9000\n", 13) == 13);
+    r.settle(50);
+    CHECK(r.guest->inbox.empty());
+
+    // The guest posts an event buffer: the reset goes out, then the REQUEST.
+    r.post_events(1);
+    SUBCASE("found by poll()") { r.mmio->poll(); }
+    SUBCASE("announced with QueueNotify") { r.drv->notify(kEv); }
+    CHECK(r.events() == std::vector<uint32_t>{0});
+    CHECK_FALSE(r.vsock->transport_reset_pending());
+    auto req = r.wait_packet();
+    REQUIRE(req);
+    CHECK(req->h.op == kVsockOpRequest);
+    CHECK(req->h.dst_port == 9000);
+    r.post_events(1);
+    r.mmio->poll();
+    CHECK(r.events().empty());  // exactly one reset
+}
+
+TEST_CASE("vsock snapshot: a driver without an event queue gets no reset and no stall") {
+    TempDir dir;
+    GuestMemory mem{8 << 20};
+    EventLoop loop;
+    CountingInterrupt irq;
+    auto vs = std::make_shared<VirtioVsock>(kCid, dir.path + "/a.sock", loop);
+    VirtioMmio mmio(mem, vs, irq);
+    TestVirtioDriver drv(mem, mmio);
+    REQUIRE((drv.init(kVirtioFVersion1 | 1, {64, 64, 0}) & kVirtioStatusDriverOk));
+    Guest g(mem, drv);
+    g.post_rx(4);
+    VirtioVsockState vst = vs->save();
+    VirtioMmioState st = mmio.save();
+
+    GuestMemory mem2{mem.size()};
+    std::memcpy(mem2.base(), mem.base(), mem.size());
+    auto vs2 = std::make_shared<VirtioVsock>(kCid, dir.path + "/b.sock", loop);
+    VirtioMmio mmio2(mem2, vs2, irq);
+    TestVirtioDriver drv2(mem2, mmio2, drv);
+    Guest g2(mem2, drv2, g);
+    mmio2.restore(st);
+    vs2->restore(vst);
+    CHECK_FALSE(vs2->transport_reset_pending());
+    UniqueFd c = unix_connect(dir.path + "/b.sock");
+    REQUIRE(::write(c.get(), "CONNECT 7\n", 10) == 10);
+    for (int i = 0; i < 5; ++i) loop.run_once(5);
+    mmio2.poll();
+    auto p = g2.next();
+    REQUIRE(p);
+    CHECK(p->h.op == kVsockOpRequest);
+    vs.reset();
+    vs2.reset();
+}
+
+TEST_CASE("vsock snapshot: restored before the driver ran, the device needs no reset") {
+    TempDir dir;
+    GuestMemory mem{4 << 20};
+    EventLoop loop;
+    CountingInterrupt irq;
+    auto vs = std::make_shared<VirtioVsock>(kCid, dir.path + "/a.sock", loop);
+    VirtioMmio mmio(mem, vs, irq);
+    VirtioVsockState vst = vs->save();
+    VirtioMmioState st = mmio.save();
+    CHECK_FALSE(vs->transport_reset_pending());
+    auto vs2 = std::make_shared<VirtioVsock>(kCid, dir.path + "/b.sock", loop);
+    VirtioMmio mmio2(mem, vs2, irq);
+    mmio2.restore(st);
+    vs2->restore(vst);
+    CHECK_FALSE(vs2->transport_reset_pending());
+    CHECK_FALSE(mmio2.active());
+    vs.reset();
+    vs2.reset();
+}
+
+TEST_CASE("vsock snapshot: state blob codec") {
+    VirtioVsockState s;
+    s.guest_cid = 0x1122334455667788ull;
+    s.acked_features = kVirtioFVersion1 | 1;
+    s.next_local_port = (1u << 30) + 17;
+    std::vector<uint8_t> b = encode(s);
+    REQUIRE(b.size() == 28);
+    CHECK(std::string(b.begin(), b.begin() + 4) == "VSCK");
+    CHECK(b[8] == 0x88);  // little-endian
+    VirtioVsockState d = decode_virtio_vsock_state(b);
+    CHECK(d.guest_cid == s.guest_cid);
+    CHECK(d.acked_features == s.acked_features);
+    CHECK(d.next_local_port == s.next_local_port);
+
+    const std::string what = "/x/vmstate: device virtio-mmio@0xd0000000";
+    auto err = [&](std::vector<uint8_t> bytes) {
+        try {
+            decode_virtio_vsock_state(bytes, what);
+        } catch (const DataError& e) {
+            return std::string(e.what());
+        }
+        return std::string("<accepted>");
+    };
+    // Every truncation is refused, none reads past the end (ASan would tell).
+    for (size_t n = 0; n < b.size(); ++n) {
+        std::vector<uint8_t> t(b.begin(), b.begin() + static_cast<long>(n));
+        CHECK(err(t).rfind(what + ": truncated: " + std::to_string(n) + " bytes", 0) == 0);
+    }
+    CHECK(err({}) == what + ": truncated: 0 bytes, the header alone is 8");
+    std::vector<uint8_t> longer = b;
+    longer.push_back(0);
+    CHECK(err(longer) == what + ": trailing bytes: 29 bytes, version 1 is exactly 28");
+    std::vector<uint8_t> tag = b;
+    tag[0] = 'X';
+    CHECK(err(tag) == what + ": not virtio-vsock state (format tag 0x4b435358)");
+    std::vector<uint8_t> ver = b;
+    ver[4] = 2;
+    CHECK(err(ver) == what + ": format version 2 is not supported (this kindling reads version 1)");
+    std::vector<uint8_t> port = b;
+    port[27] = 0;  // next_local_port < 2^30
+    CHECK(err(port) == what + ": next local port 17 is below 2^30 (not a hybrid vsock port)");
+    CHECK(err(encode_serial_state(SerialState{})).find("not virtio-vsock state") != std::string::npos);
+}
+
+TEST_CASE("vsock snapshot: restore refuses a blob that does not fit the device") {
+    VsockFixture f;
+    VsockSnapshot snap = f.snapshot();
+    SUBCASE("corrupt blob") {
+        snap.device.resize(12);
+        CHECK_THROWS_WITH_AS(VsockFixture(f, snap), "test vmstate: device vsock: truncated: 12 bytes, version 1 is exactly 28",
+                             DataError);
+    }
+    SUBCASE("features that differ from the transport's") {
+        VirtioVsockState s = decode_virtio_vsock_state(snap.device);
+        s.acked_features = kVirtioFVersion1;
+        snap.device = encode(s);
+        CHECK_THROWS_WITH_AS(VsockFixture(f, snap),
+                             "test vmstate: device vsock: features 0x100000000 differ from the transport's negotiated 0x100000001",
+                             DataError);
+    }
 }

@@ -7,6 +7,10 @@
 #include <cstdint>
 #include <mutex>
 #include <span>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
 
 namespace kindling {
 
@@ -59,6 +63,18 @@ public:
     virtual void notify(uint16_t queue) = 0;
     // The driver reset the device (status 0): forget the queues, drop guest-visible state.
     virtual void reset() = 0;
+
+    // Snapshot state of the device itself (not its transport) as an opaque,
+    // versioned blob for the vmstate file; empty when the device keeps none.  The
+    // default restore accepts only an empty blob ("WHAT: ..." DataError otherwise).
+    // Unlike the methods above these take mutex() themselves: the Machine calls
+    // them directly (see VirtioVsock::save/restore for the order).
+    virtual std::vector<uint8_t> save_state_blob() { return {}; }
+    virtual void restore_state_blob(std::span<const uint8_t> b, const std::string& what) {
+        if (!b.empty())
+            throw DataError(what + ": " + std::to_string(b.size()) + " bytes of device state, but " + name() +
+                            " keeps none");
+    }
 
     std::mutex& mutex() { return mu_; }
 

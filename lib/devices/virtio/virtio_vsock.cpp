@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cinttypes>
 #include <climits>
+#include <cstdio>
 #include <cstring>
 
 #include "base/error.h"
@@ -36,6 +37,64 @@ sockaddr_un unix_addr(const std::string& path) {
 bool would_block(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
 
 }  // namespace
+
+// ---- snapshot state codec -------------------------------------------------------
+
+namespace {
+
+constexpr uint32_t kStateTag = 0x4b435356;  // "VSCK"
+constexpr uint32_t kStateVersion = 1;
+constexpr size_t kStateSizeV1 = 4 + 4 + 8 + 8 + 4;
+
+void put_le(std::vector<uint8_t>& out, uint64_t v, size_t n) {
+    for (size_t i = 0; i < n; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+
+uint64_t get_le(std::span<const uint8_t> b, size_t at, size_t n) {
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; ++i) v |= static_cast<uint64_t>(b[at + i]) << (8 * i);
+    return v;
+}
+
+}  // namespace
+
+std::vector<uint8_t> encode(const VirtioVsockState& s) {
+    std::vector<uint8_t> out;
+    out.reserve(kStateSizeV1);
+    put_le(out, kStateTag, 4);
+    put_le(out, kStateVersion, 4);
+    put_le(out, s.guest_cid, 8);
+    put_le(out, s.acked_features, 8);
+    put_le(out, s.next_local_port, 4);
+    return out;
+}
+
+VirtioVsockState decode_virtio_vsock_state(std::span<const uint8_t> b, const std::string& what) {
+    auto bad = [&](const std::string& why) { throw DataError(what + ": " + why); };
+    if (b.size() < 8) bad("truncated: " + std::to_string(b.size()) + " bytes, the header alone is 8");
+    uint32_t tag = static_cast<uint32_t>(get_le(b, 0, 4));
+    if (tag != kStateTag) {
+        char hex[16];
+        std::snprintf(hex, sizeof hex, "0x%08x", tag);
+        bad(std::string("not virtio-vsock state (format tag ") + hex + ")");
+    }
+    uint32_t version = static_cast<uint32_t>(get_le(b, 4, 4));
+    if (version != kStateVersion)
+        bad("format version " + std::to_string(version) + " is not supported (this kindling reads version " +
+            std::to_string(kStateVersion) + ")");
+    if (b.size() != kStateSizeV1)
+        bad(std::string(b.size() < kStateSizeV1 ? "truncated: " : "trailing bytes: ") + std::to_string(b.size()) +
+            " bytes, version 1 is exactly " + std::to_string(kStateSizeV1));
+    VirtioVsockState s;
+    s.guest_cid = get_le(b, 8, 8);
+    s.acked_features = get_le(b, 16, 8);
+    s.next_local_port = static_cast<uint32_t>(get_le(b, 24, 4));
+    if (s.next_local_port < (1u << 30))
+        bad("next local port " + std::to_string(s.next_local_port) + " is below 2^30 (not a hybrid vsock port)");
+    return s;
+}
+
+// ---- device ------------------------------------------------------------------
 
 VirtioVsock::VirtioVsock(uint64_t guest_cid, std::string uds_path, EventLoop& loop, Options opts)
     : guest_cid_(guest_cid), uds_path_(std::move(uds_path)), loop_(loop), opts_(opts) {
@@ -112,6 +171,7 @@ void VirtioVsock::activate(std::span<Virtqueue> queues, Interrupt& used, uint64_
     txq_ = &queues[1];
     evq_ = &queues[2];
     used_ = &used;
+    acked_features_ = acked_features;
     // Host clients may have connected before the driver came up.
     deliver_rx();
     signal_guest();
@@ -126,6 +186,8 @@ void VirtioVsock::reset() {
         if (c->state != State::kHandshake && !(c->state == State::kConnecting && !c->request_sent)) known.push_back(id);
     for (uint64_t id : known) close_connection(*conns_.at(id), false);
     rst_queue_.clear();
+    reset_owed_ = false;  // a new driver starts with no connections to drop
+    acked_features_ = 0;
     rxq_ = txq_ = evq_ = nullptr;
     used_ = nullptr;
 }
@@ -134,8 +196,9 @@ void VirtioVsock::notify(uint16_t queue) {
     if (!rxq_) return;
     try {
         if (queue == 1) process_tx();
-        // rx: new buffers may unblock connections; tx: replies and credit may be owed.
-        if (queue <= 1) deliver_rx();
+        // rx: new buffers may unblock connections; tx: replies and credit may be owed;
+        // event: a buffer for an owed TRANSPORT_RESET, which rx traffic waits behind.
+        if (queue <= 1 || reset_owed_) deliver_rx();
     } catch (const std::exception& e) {  // never into the vCPU thread
         log_warn("virtio-vsock: %s", e.what());
     }
@@ -154,6 +217,12 @@ void VirtioVsock::reset_connections() {
 
 bool VirtioVsock::send_transport_reset() {
     std::lock_guard lk(mu_);
+    if (!push_transport_reset()) return false;
+    signal_guest();
+    return true;
+}
+
+bool VirtioVsock::push_transport_reset() {
     if (!evq_ || !evq_->pop(chain_)) return false;
     uint32_t id = kEventTransportReset;
     if (chain_.writable_bytes < sizeof id) {
@@ -163,8 +232,81 @@ bool VirtioVsock::send_transport_reset() {
     }
     chain_.write(0, &id, sizeof id);
     evq_->push(chain_.head, sizeof id);
-    signal_guest();
     return true;
+}
+
+bool VirtioVsock::deliver_owed_reset() {
+    if (!reset_owed_) return true;
+    if (!evq_ || evq_->failed()) return false;
+    if (!evq_->started()) {
+        // The driver made no event queue ready: it cannot hear of resets, and rx
+        // must not wait for one forever.
+        reset_owed_ = false;
+        return true;
+    }
+    if (!evq_->has_available()) return false;
+    discard_tx();
+    if (!push_transport_reset()) return false;
+    reset_owed_ = false;
+    return true;
+}
+
+void VirtioVsock::discard_tx() {
+    // While a TRANSPORT_RESET is owed, everything on tx was queued before the guest
+    // could know of it: packets of connections the reset ends.  Give the buffers
+    // back unread; any answer (RST, or a host connection for an old REQUEST) would
+    // only reach a guest that is about to drop everything.
+    size_t n = 0;
+    while (txq_ && txq_->pop(chain_)) {
+        txq_->push(chain_.head, 0);
+        ++n;
+    }
+    if (n) log_verbose("vsock: discarded %zu packets the guest queued before the transport reset", n);
+}
+
+VirtioVsockState VirtioVsock::save() {
+    std::lock_guard lk(mu_);
+    if (!conns_.empty()) log_verbose("vsock: snapshot: closing %zu connections", conns_.size());
+    close_all();
+    // The running guest still believes in its connections: if this VM resumes it
+    // must drop them as well (Firecracker sends the event on SnapshotCreate).
+    if (rxq_) reset_owed_ = true;
+    return {guest_cid_, acked_features_, next_local_port_};
+}
+
+void VirtioVsock::restore(const VirtioVsockState& s, const std::string& what) {
+    std::lock_guard lk(mu_);
+    if (s.next_local_port < (1u << 30))
+        throw DataError(what + ": next local port " + std::to_string(s.next_local_port) + " is below 2^30");
+    if (rxq_ && s.acked_features != acked_features_) {
+        char msg[160];
+        std::snprintf(msg, sizeof msg, ": features 0x%" PRIx64 " differ from the transport's negotiated 0x%" PRIx64,
+                      s.acked_features, acked_features_);
+        throw DataError(what + msg);
+    }
+    if (s.guest_cid != guest_cid_)
+        log_verbose("vsock: restored with guest CID %" PRIu64 " (was %" PRIu64 "); the guest re-reads it on reset",
+                    guest_cid_, s.guest_cid);
+    next_local_port_ = s.next_local_port;
+    if (!rxq_) return;  // the driver is not running: it will reset the device first
+    reset_owed_ = true;
+    try {
+        deliver_rx();
+    } catch (const std::exception& e) {
+        log_warn("virtio-vsock: %s", e.what());
+    }
+    signal_guest();
+}
+
+bool VirtioVsock::transport_reset_pending() {
+    std::lock_guard lk(mu_);
+    return reset_owed_;
+}
+
+std::vector<uint8_t> VirtioVsock::save_state_blob() { return encode(save()); }
+
+void VirtioVsock::restore_state_blob(std::span<const uint8_t> b, const std::string& what) {
+    restore(decode_virtio_vsock_state(b, what), what);
 }
 
 void VirtioVsock::signal_guest() {
@@ -370,6 +512,10 @@ void VirtioVsock::on_conn_event(uint64_t id, uint32_t events) {
 // ---- guest -> host --------------------------------------------------------------
 
 void VirtioVsock::process_tx() {
+    if (reset_owed_) {
+        discard_tx();
+        return;
+    }
     while (txq_->pop(chain_)) {
         if (chain_.readable_bytes < kHdr) {
             txq_->fail("packet at head %u has %" PRIu64 " readable bytes, less than a header (44)", chain_.head,
@@ -725,6 +871,7 @@ VirtioVsock::Serviced VirtioVsock::service(Connection& c) {
 
 void VirtioVsock::deliver_rx() {
     if (!rxq_ || rxq_->failed()) return;
+    if (!deliver_owed_reset()) return;
     // One pass fills every rx buffer the guest has given us; the caller raises the
     // interrupt once for the whole batch.
     while (!rst_queue_.empty()) {

@@ -68,6 +68,22 @@ inline constexpr uint32_t kVsockShutdownRcv = 1;   // sender will receive no mor
 inline constexpr uint32_t kVsockShutdownSend = 2;  // sender will send no more
 inline constexpr uint64_t kVsockHostCid = 2;
 
+// What a snapshot keeps of the vsock device itself (the transport's registers and
+// queues are VirtioMmioState).  Connections are not kept: snapshotting resets them.
+struct VirtioVsockState {
+    uint64_t guest_cid = 0;       // informational: the restoring device's own CID wins
+    uint64_t acked_features = 0;  // as activated; checked against the restored transport
+    uint32_t next_local_port = 1u << 30;  // host ports keep counting, never reused soon after restore
+};
+
+// Versioned little-endian blob for VirtioMmioSnapshot::device:
+//   "VSCK" | u32 version (1) | u64 guest_cid | u64 acked_features | u32 next_local_port
+// decode throws DataError "WHAT: ..." on a wrong tag or version, a truncated or
+// overlong blob, or a local port outside the hybrid range; it never reads past `b`.
+std::vector<uint8_t> encode(const VirtioVsockState& s);
+VirtioVsockState decode_virtio_vsock_state(std::span<const uint8_t> b,
+                                           const std::string& what = "virtio-vsock state");
+
 class VirtioVsock : public VirtioDevice {
 public:
     struct Options {
@@ -91,12 +107,38 @@ public:
     const std::string& uds_path() const { return uds_path_; }
 
     // Closes every connection (host sockets closed, no packets to the guest); the
-    // listener stays.  Used around snapshots.
+    // listener stays.
     void reset_connections();
-    // Puts VIRTIO_VSOCK_EVENT_TRANSPORT_RESET on the event queue (after a restore,
-    // so the guest drops its connections).  False when the driver gave no buffer.
+    // Puts VIRTIO_VSOCK_EVENT_TRANSPORT_RESET on the event queue now.  False when the
+    // driver gave no buffer.  (Snapshots use the owed reset below instead.)
     bool send_transport_reset();
     size_t connection_count();
+
+    // Snapshots (DESIGN.md: vsock connections are reset on snapshot; Firecracker
+    // does the same).  The VM is paused and nothing may run the EventLoop between
+    // save() and the end of the memory dump (any device activity writes guest memory).
+    //
+    // save(): closes every host connection (clients see EOF; their sockets and any
+    // buffered bytes are dropped) and returns the device state.  If the driver is
+    // active the running guest is owed a TRANSPORT_RESET, delivered on the next
+    // poll()/notify/loop event, so the original VM, if resumed, drops its
+    // connections too.
+    //
+    // restore(): call on a fresh device after VirtioMmio::restore() has activated it.
+    // TRANSPORT_RESET is sent on the event queue; if the driver has no event buffer
+    // there yet, it is sent as soon as one appears.  While it is owed, nothing goes
+    // to the rx queue (no new connection can precede the reset) and tx packets are
+    // handed back unread (queued before the guest knew: they belong to connections
+    // the reset ends).  A driver without a ready event queue gets no reset.
+    // A device restored while its driver is not running just forgets the reset (the
+    // driver resets the device before it uses it).  Throws DataError when the
+    // features differ from those the transport activated the device with.
+    VirtioVsockState save();
+    void restore(const VirtioVsockState& s, const std::string& what = "virtio-vsock state");
+    // True while a TRANSPORT_RESET is owed to the guest.
+    bool transport_reset_pending();
+    std::vector<uint8_t> save_state_blob() override;
+    void restore_state_blob(std::span<const uint8_t> b, const std::string& what) override;
 
     // VirtioDevice
     const char* name() const override { return "virtio-vsock"; }
@@ -191,6 +233,9 @@ private:
     void deliver_rx();
     Serviced service(Connection& c);
     bool send_control(const VsockHeader& h);
+    bool push_transport_reset();
+    bool deliver_owed_reset();  // true when nothing is owed (any more)
+    void discard_tx();
     VsockHeader header_for(Connection& c, uint16_t op);
     void signal_guest();
     // Runs fn with the lock held and ends with deliver_rx + signal; exceptions from
@@ -215,6 +260,9 @@ private:
     std::deque<VsockHeader> rst_queue_;  // RSTs owed for connections already gone
     uint64_t next_id_ = 1;
     uint32_t next_local_port_ = 1u << 30;
+
+    uint64_t acked_features_ = 0;
+    bool reset_owed_ = false;  // TRANSPORT_RESET not yet on the event queue
 
     Virtqueue* rxq_ = nullptr;
     Virtqueue* txq_ = nullptr;
