@@ -25,8 +25,14 @@ public:
     static constexpr uint64_t kMmioHoleStart = 0xC0000000ull;
     static constexpr uint64_t kMmioHoleEnd = 0x100000000ull;
 
-    // Anonymous private memory (MAP_NORESERVE).  Throws SysError on failure.
-    explicit GuestMemory(uint64_t size);
+    enum class Backing {
+        kAnonymous,         // private anonymous, transparent huge pages where allowed
+        kAnonymousSmall,    // private anonymous, 4 KiB pages (userfaultfd-served restore)
+        kFilePrivate,       // MAP_PRIVATE of a file: shares the host page cache (restore "file")
+    };
+    // Private memory (MAP_NORESERVE).  `fd` is the file for kFilePrivate (its first
+    // `size` bytes, RAM regions concatenated).  Throws SysError on failure.
+    explicit GuestMemory(uint64_t size, Backing backing = Backing::kAnonymous, int fd = -1);
     GuestMemory(GuestMemory&&) = default;
     GuestMemory& operator=(GuestMemory&&) = default;
 

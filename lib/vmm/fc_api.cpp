@@ -271,6 +271,61 @@ HttpResponse patch_vm(const Call& c) {
     return HttpResponse::no_content();
 }
 
+// PUT /snapshot/create {snapshot_type, snapshot_path, mem_file_path?}.  A kindling
+// snapshot is a directory (DESIGN.md): snapshot_path names it; mem_file_path, if
+// given, must be its "mem".  Extensions: parent_path (diff over that layer instead
+// of the one this VM was restored from), tags.
+HttpResponse put_snapshot_create(const Call& c) {
+    Body b(c.req.body, {"snapshot_type", "snapshot_path", "mem_file_path", "version", "parent_path", "tags"});
+    SnapshotRequest r;
+    r.diff = b.variant("snapshot_type", {"Full", "Diff"}).value_or("Full") == "Diff";
+    r.dir = *b.str("snapshot_path", true);
+    if (auto m = b.str("mem_file_path"); m && *m != r.dir + "/mem")
+        throw BadRequest("mem_file_path must be snapshot_path + \"/mem\": a kindling snapshot is one directory");
+    b.str("version");  // Firecracker's target-version field: type-checked, then ignored
+    r.parent_dir = b.str("parent_path").value_or("");
+    c.vmm.create_snapshot(r);
+    return HttpResponse::no_content();
+}
+
+// PUT /snapshot/load {snapshot_path, mem_backend?: {backend_type: File|Uffd,
+// backend_path}, mem_file_path?, enable_diff_snapshots?, track_dirty_pages?,
+// resume_vm?}.  Without mem_backend kindling serves memory itself (copy-on-read).
+// Extension: vsock_uds_path (the host socket of this clone's vsock device).
+HttpResponse put_snapshot_load(const Call& c) {
+    Body b(c.req.body, {"snapshot_path", "mem_backend", "mem_file_path", "enable_diff_snapshots",
+                        "track_dirty_pages", "resume_vm", "vsock_uds_path", "allow_shared_pages"});
+    RestoreRequest r;
+    r.dir = *b.str("snapshot_path", true);
+    if (auto m = b.str("mem_file_path"); m && *m != r.dir + "/mem")
+        throw BadRequest("mem_file_path must be snapshot_path + \"/mem\": a kindling snapshot is one directory");
+    auto j = json::parse(c.req.body);
+    if (j.contains("mem_backend") && !j["mem_backend"].is_null()) {
+        const json& mb = j["mem_backend"];
+        if (!mb.is_object() || !mb.contains("backend_type") || !mb["backend_type"].is_string())
+            bad_body("`mem_backend`: expected {\"backend_type\": \"File\"|\"Uffd\", \"backend_path\": ...}");
+        std::string type = mb["backend_type"].get<std::string>();
+        std::string path = mb.contains("backend_path") && mb["backend_path"].is_string() ? mb["backend_path"].get<std::string>() : "";
+        if (type == "File") {
+            r.backend = MemoryBackendKind::kFile;
+            if (!path.empty() && path != r.dir + "/mem")
+                throw BadRequest("backend_path of a File backend must be snapshot_path + \"/mem\"");
+        } else if (type == "Uffd") {
+            r.backend = MemoryBackendKind::kUffdExternal;
+            r.uffd_socket = path;
+            if (path.empty()) bad_body("`mem_backend`: a Uffd backend needs backend_path (the handler's socket)");
+        } else {
+            bad_body("`backend_type`: unknown variant `" + type + "`, expected one of `File`, `Uffd`");
+        }
+    }
+    r.track_dirty_pages = b.boolean("enable_diff_snapshots").value_or(false) || b.boolean("track_dirty_pages").value_or(false);
+    r.resume = b.boolean("resume_vm").value_or(false);
+    if (auto v = b.str("vsock_uds_path")) r.vsock_uds_path = *v;
+    r.allow_shared_pages = b.boolean("allow_shared_pages").value_or(false);
+    c.vmm.restore(r);
+    return HttpResponse::no_content();
+}
+
 struct Route {
     std::string_view method;
     std::string_view pattern;  // a trailing "{}" segment matches one non-empty path segment
@@ -288,9 +343,8 @@ constexpr Route kRoutes[] = {
     {"PUT", "/vsock", put_vsock},
     {"PUT", "/actions", put_actions},
     {"PATCH", "/vm", patch_vm},
-    // Snapshots land here once VmmControl can take them (DESIGN.md "Snapshots"):
-    //   {"PUT", "/snapshot/create", put_snapshot_create},  // SnapshotCreateParams
-    //   {"PUT", "/snapshot/load", put_snapshot_load},      // SnapshotLoadParams
+    {"PUT", "/snapshot/create", put_snapshot_create},
+    {"PUT", "/snapshot/load", put_snapshot_load},
 };
 
 // Matches `path` against `pattern`; on a match with "{}" sets `param`.

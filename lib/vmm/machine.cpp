@@ -27,6 +27,7 @@
 #include "kvm/elf.h"
 #include "kvm/linux_boot.h"
 #include "kvm/nano_boot.h"
+#include "kvm/vcpu_state.h"
 
 namespace kindling {
 
@@ -139,7 +140,7 @@ public:
             m_.mmio_batch(v);
             break;
         case KN_PORT_READY:
-            log_verbose("guest is ready (%.0f us after the first guest instruction)", m_.us_since_first_run());
+            m_.guest_ready(v);
             break;
         default:
             m_.stop(kExitDataErr, "guest wrote to unknown port " + hex(KN_PORT_WRITE + offset));
@@ -227,10 +228,15 @@ void Machine::start() {
     auto t0 = std::chrono::steady_clock::now();
     build();
     log_debug("VM built in %.0f us", std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+    launch(VmState::kRunning);
+}
+
+void Machine::launch(VmState st) {
     install_kick_handler();
     {
         std::lock_guard lk(mu_);
-        state_ = VmState::kRunning;
+        state_ = st;
+        if (st == VmState::kPaused) pause_requested_ = true;
     }
     if (!nano_) device_thread_ = std::thread([this] { device_loop_.run(); });
     for (size_t i = 0; i < vcpus_.size(); ++i) threads_.emplace_back([this, i] { vcpu_main(i); });
@@ -324,11 +330,13 @@ void Machine::build() {
 void Machine::build_devices() {
     const int cfd = opts_.console_fd;
     if (nano_) {
-        pio_bus_.add(Serial::kCom1Base, Serial::kPortCount, std::make_shared<Serial>(cfd, nullptr));
+        serial_ = std::make_shared<Serial>(cfd, nullptr);
+        pio_bus_.add(Serial::kCom1Base, Serial::kPortCount, serial_);
         pio_bus_.add(KN_PORT_WRITE, 0x20, std::make_shared<NanoPorts>(*this));
     } else {
         auto serial_irq = std::make_unique<IrqFdInterrupt>(*vm_, Serial::kCom1Irq);
-        pio_bus_.add(Serial::kCom1Base, Serial::kPortCount, std::make_shared<Serial>(cfd, serial_irq.get()));
+        serial_ = std::make_shared<Serial>(cfd, serial_irq.get());
+        pio_bus_.add(Serial::kCom1Base, Serial::kPortCount, serial_);
         interrupts_.push_back(std::move(serial_irq));
         auto kbd_irq = std::make_unique<IrqFdInterrupt>(*vm_, I8042::kKeyboardIrq);
         i8042_ = std::make_shared<I8042>([this] { stop(0, "guest reset through the i8042 controller"); }, kbd_irq.get());
@@ -364,7 +372,7 @@ void Machine::vcpu_main(size_t index) {
     if (index == 0) first_run_ = std::chrono::steady_clock::now();
     try {
         for (;;) {
-            if (parked_or_stopping()) break;
+            if (parked_or_stopping(index)) break;
             run->immediate_exit = 0;
             if (!v.run()) continue;  // kicked
             stats_.exits.fetch_add(1, std::memory_order_relaxed);
@@ -437,6 +445,38 @@ void Machine::handle_mmio(size_t index) {
     }
 }
 
+void Machine::guest_ready(uint32_t stage) {
+    if (stage == KN_READY_SERVING)
+        log_verbose("guest is ready (%.0f us after the first guest instruction)", us_since_first_run());
+    else
+        log_verbose("guest reached initialisation stage %u (%.0f us)", stage, us_since_first_run());
+    std::lock_guard lk(mu_);
+    last_ready_stage_ = static_cast<int64_t>(stage);
+    ++ready_count_;
+    // Pause right here, on the vCPU thread, so a snapshot captures the guest at
+    // exactly this stage (the OUT completes when the vCPU next runs).
+    if (opts_.pause_at_stage && *opts_.pause_at_stage == stage) {
+        pause_requested_ = true;
+        opts_.pause_at_stage.reset();
+    }
+    cv_.notify_all();
+}
+
+std::optional<uint32_t> Machine::wait_for_ready(std::chrono::milliseconds timeout) {
+    std::unique_lock lk(mu_);
+    uint64_t seen = ready_count_;
+    bool ok = cv_.wait_for(lk, timeout, [&] { return ready_count_ != seen || stopping_.load(); });
+    if (!ok || stopping_.load()) return std::nullopt;
+    return static_cast<uint32_t>(last_ready_stage_);
+}
+
+void Machine::wait_until_paused() {
+    std::unique_lock lk(mu_);
+    cv_.wait(lk, [&] { return (pause_requested_.load() && vcpus_parked_ == vcpus_.size()) || stopping_.load(); });
+    if (stopping_.load()) throw Error("the VM stopped before it could be paused: " + stop_reason_);
+    state_ = VmState::kPaused;
+}
+
 void Machine::mmio_batch(uint64_t gpa) {
     uint32_t count = 0;
     if (!mem_->read_obj(gpa, count) || count > KN_MMIO_BATCH_MAX ||
@@ -493,9 +533,12 @@ void Machine::nano_wait(uint32_t timeout_us) {
     }
 }
 
-bool Machine::parked_or_stopping() {
+bool Machine::parked_or_stopping(size_t index) {
     if (stopping_.load()) return true;
     if (!pause_requested_.load()) return false;
+    // A snapshot must not catch an instruction half done: finish a served IN/MMIO
+    // read (KVM_RUN with immediate_exit) before parking.
+    complete_pending_io(*vcpus_[index]);
     std::unique_lock lk(mu_);
     ++vcpus_parked_;
     cv_.notify_all();

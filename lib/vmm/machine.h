@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -30,6 +31,7 @@ namespace kindling {
 class VirtioMmio;
 class Interrupt;
 class I8042;
+class Serial;
 
 // Exit counters, for benchmarks and --json.
 struct MachineStats {
@@ -44,6 +46,9 @@ class Machine : public VmmControl {
 public:
     struct Options {
         int console_fd = 1;  // where guest console output goes (not owned)
+        // Pause the vCPUs the moment a nano guest reports this KN_PORT_READY stage
+        // (snap-make: snapshot exactly there).
+        std::optional<uint32_t> pause_at_stage;
     };
 
     explicit Machine(Options opts);
@@ -56,6 +61,8 @@ public:
     void set_drive(const DriveConfig& d) override;
     void set_vsock(const VsockConfig& v) override;
     void start() override;
+    void restore(const RestoreRequest& req) override;
+    void create_snapshot(const SnapshotRequest& req) override;
     void send_ctrl_alt_del() override;
     void pause() override;
     void resume() override;
@@ -63,6 +70,11 @@ public:
 
     // Stops the VM from any thread: the first caller's status and reason win.
     void stop(int status, const std::string& reason);
+    // Waits for the next KN_PORT_READY from the guest; its stage, or nullopt on
+    // timeout or when the VM stopped.
+    std::optional<uint32_t> wait_for_ready(std::chrono::milliseconds timeout);
+    // After Options::pause_at_stage fired: waits until every vCPU is parked.
+    void wait_until_paused();
     // Blocks until the VM has stopped; returns the exit status for fc-launch.
     int wait_for_exit();
     // An fd that becomes readable once the VM has stopped (for an event loop).
@@ -79,6 +91,8 @@ private:
     friend class NanoPorts;
 
     void build();
+    // Starts the vCPU threads (and the device thread for linux guests) in `state`.
+    void launch(VmState state);
     void build_devices();
     void vcpu_main(size_t index);
     void handle_io(size_t index);
@@ -87,8 +101,9 @@ private:
     void nano_wait(uint32_t timeout_us);
     // KN_PORT_MMIO_BATCH: the accesses listed at `gpa`, in order.
     void mmio_batch(uint64_t gpa);
+    void guest_ready(uint32_t stage);
     void kick_vcpus();
-    bool parked_or_stopping();
+    bool parked_or_stopping(size_t index);
 
     Options opts_;
     VmConfig config_;
@@ -98,6 +113,8 @@ private:
     std::atomic<bool> stopping_{false};
     std::atomic<bool> pause_requested_{false};
     size_t vcpus_parked_ = 0;
+    int64_t last_ready_stage_ = -1;
+    uint64_t ready_count_ = 0;
     int exit_status_ = 0;
     std::string stop_reason_;
     UniqueFd stopped_fd_;
@@ -116,6 +133,9 @@ private:
     std::vector<std::shared_ptr<VirtioMmio>> virtio_;
     std::vector<uint32_t> virtio_device_ids_;
     std::shared_ptr<I8042> i8042_;
+    std::shared_ptr<Serial> serial_;
+    std::string restored_from_;  // the layer this VM was restored from
+    std::mutex snapshot_mu_;
     std::vector<std::unique_ptr<Interrupt>> interrupts_;
     std::atomic<bool> device_event_{false};
     MachineStats stats_;

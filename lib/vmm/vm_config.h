@@ -56,6 +56,31 @@ inline const char* vm_state_name(VmState s) {
     return "?";
 }
 
+enum class MemoryBackendKind {
+    kUffd,          // private anonymous memory filled from the snapshot (copy-on-read)
+    kUffdExternal,  // the uffd is handed to an external handler (Firecracker's protocol)
+    kFile,  // MAP_PRIVATE of the mem file: shares page cache (needs allow_shared_pages)
+};
+
+struct SnapshotRequest {
+    std::string dir;
+    bool diff = false;
+    std::string parent_dir;  // diff: the parent layer (default: the layer restored from)
+    std::vector<std::string> tags;
+};
+
+struct RestoreRequest {
+    std::string dir;  // top layer of the snapshot
+    MemoryBackendKind backend = MemoryBackendKind::kUffd;
+    bool allow_shared_pages = false;
+    bool resume = true;
+    bool track_dirty_pages = false;             // needed to take a diff snapshot later
+    std::optional<std::string> vsock_uds_path;  // host side of vsock for this clone
+    std::string uffd_socket;                    // kUffdExternal: the handler's Unix socket
+    std::string record_access;                  // write the page access order here
+    std::string prefetch;                       // install this access log's pages first
+};
+
 // What the API server drives.  Each call either succeeds or throws a kindling::Error
 // (ConfigError/UsageError for a request that is wrong, which the API answers with
 // 400 and {"fault_message": what()}).  Called from the API thread.
@@ -72,6 +97,10 @@ public:
     virtual void pause() = 0;               // PATCH /vm {"state":"Paused"}
     virtual void resume() = 0;              // PATCH /vm {"state":"Resumed"}
     virtual VmState state() const = 0;
+    // PUT /snapshot/create: writes a layer of the paused VM.
+    virtual void create_snapshot(const SnapshotRequest& req) = 0;
+    // PUT /snapshot/load: builds the VM from a snapshot instead of booting it.
+    virtual void restore(const RestoreRequest& req) = 0;
 };
 
 }  // namespace kindling

@@ -61,6 +61,16 @@ public:
         vm_state = VmState::kRunning;
     }
     VmState state() const override { return vm_state; }
+    SnapshotRequest snap;
+    RestoreRequest load;
+    void create_snapshot(const SnapshotRequest& r) override {
+        check("snapshot_create");
+        snap = r;
+    }
+    void restore(const RestoreRequest& r) override {
+        check("snapshot_load");
+        load = r;
+    }
 
 private:
     void check(const char* call) {
@@ -423,4 +433,24 @@ TEST_CASE("FirecrackerApi over a Unix socket: the getting-started sequence with 
     }
     server.stop();
     CHECK(!std::filesystem::exists(sock));
+}
+
+TEST_CASE("snapshot routes map Firecracker's bodies onto the snapshot requests") {
+    FakeVmm vmm;
+    FirecrackerApi api(vmm);
+    auto r = api.handle(request("PUT", "/snapshot/create",
+                                R"({"snapshot_type": "Diff", "snapshot_path": "/s/fn", "mem_file_path": "/s/fn/mem"})"));
+    CHECK(r.status == 204);
+    CHECK(vmm.snap.diff);
+    CHECK(vmm.snap.dir == "/s/fn");
+    r = api.handle(request("PUT", "/snapshot/create", R"({"snapshot_path": "/s/a", "mem_file_path": "/elsewhere"})"));
+    CHECK(r.status == 400);
+    r = api.handle(request("PUT", "/snapshot/load",
+                           R"({"snapshot_path": "/s/fn", "mem_backend": {"backend_type": "Uffd", "backend_path": "/h.sock"}, "resume_vm": true})"));
+    CHECK(r.status == 204);
+    CHECK(vmm.load.backend == MemoryBackendKind::kUffdExternal);
+    CHECK(vmm.load.uffd_socket == "/h.sock");
+    CHECK(vmm.load.resume);
+    r = api.handle(request("PUT", "/snapshot/load", R"({"snapshot_path": "/s/fn", "mem_backend": {"backend_type": "Nope"}})"));
+    CHECK(r.status == 400);
 }

@@ -36,7 +36,36 @@ struct Flags {
     std::string api_sock;
     std::string console;
     std::string id = "anonymous-instance";
+    std::string restore;
+    std::string mem_backend = "uffd";
+    bool allow_shared_pages = false;
+    bool track_dirty_pages = false;
+    bool paused = false;
+    std::string record_access;
+    std::string prefetch;
 };
+
+RestoreRequest restore_request(const Flags& f) {
+    RestoreRequest r;
+    r.dir = f.restore;
+    if (f.mem_backend == "uffd") {
+        r.backend = MemoryBackendKind::kUffd;
+    } else if (f.mem_backend == "file") {
+        r.backend = MemoryBackendKind::kFile;
+    } else if (f.mem_backend.rfind("uffd:", 0) == 0 && f.mem_backend.size() > 5) {
+        r.backend = MemoryBackendKind::kUffdExternal;
+        r.uffd_socket = f.mem_backend.substr(5);
+    } else {
+        throw UsageError("--mem-backend " + f.mem_backend + ": expected uffd, uffd:SOCKET or file");
+    }
+    r.allow_shared_pages = f.allow_shared_pages;
+    r.track_dirty_pages = f.track_dirty_pages;
+    r.resume = !f.paused;
+    if (!f.vsock.empty()) r.vsock_uds_path = f.vsock;
+    r.record_access = f.record_access;
+    r.prefetch = f.prefetch;
+    return r;
+}
 
 DriveConfig parse_drive(const std::string& spec, size_t index) {
     // PATH[,ro][,root]
@@ -63,8 +92,11 @@ int run(Flags& f) {
     apply_common_flags(f.common);
     if (!f.kernel.empty() && !f.nano.empty()) throw UsageError("give --kernel or --nano, not both");
     bool have_image = !f.kernel.empty() || !f.nano.empty();
-    if (!have_image && f.api_sock.empty())
-        throw UsageError("nothing to boot: give --kernel FILE, --nano FILE or --api-sock PATH (see --help)");
+    if (have_image && !f.restore.empty()) throw UsageError("give --kernel/--nano or --restore, not both");
+    if (!have_image && f.restore.empty() && f.api_sock.empty())
+        throw UsageError("nothing to boot: give --kernel FILE, --nano FILE, --restore DIR or --api-sock PATH (see --help)");
+    if (f.restore.empty() && (f.mem_backend != "uffd" || f.allow_shared_pages || f.paused || !f.record_access.empty() || !f.prefetch.empty()))
+        throw UsageError("--mem-backend, --allow-shared-pages, --paused, --record-access and --prefetch go with --restore");
 
     // Signals are handled synchronously by this thread; block them everywhere first
     // so every thread created later inherits the mask.
@@ -95,8 +127,9 @@ int run(Flags& f) {
     MachineConfig mc;
     mc.vcpu_count = f.vcpus;
     if (f.mem_mib) mc.mem_size_mib = f.mem_mib;
+    mc.track_dirty_pages = f.track_dirty_pages;
     m.set_machine_config(mc);
-    if (!f.vsock.empty()) m.set_vsock(VsockConfig{f.cid, f.vsock});
+    if (!f.vsock.empty() && f.restore.empty()) m.set_vsock(VsockConfig{f.cid, f.vsock});
     for (size_t i = 0; i < f.drives.size(); ++i) m.set_drive(parse_drive(f.drives[i], i));
     if (have_image) {
         BootSource b;
@@ -106,6 +139,8 @@ int run(Flags& f) {
         b.boot_args = f.boot_args;
         m.set_boot_source(b);
         m.start();
+    } else if (!f.restore.empty()) {
+        m.restore(restore_request(f));
     }
     if (server) {
         server->start();
@@ -163,10 +198,18 @@ int main(int argc, char** argv) {
     app.add_option("--boot-args", f.boot_args, "Kernel or nano command line");
     app.add_option("--vcpus", f.vcpus, "Number of vCPUs (nano guests: 1)")->check(CLI::Range(1, 32));
     app.add_option("--mem", f.mem_mib, "Guest memory in MiB (default 128)")->check(CLI::Range(1, 1 << 20));
-    app.add_option("--vsock", f.vsock, "Unix socket for the hybrid vsock device (host side)");
+    app.add_option("--vsock", f.vsock, "Unix socket for the hybrid vsock device (host side; with --restore: overrides the snapshot's)");
     app.add_option("--cid", f.cid, "Guest vsock context id (default 3)")->check(CLI::Range(3, 0x7fffffff));
     app.add_option("--drive", f.drives, "virtio-blk drive: PATH[,ro][,root] (repeatable)");
     app.add_option("--api-sock", f.api_sock, "Serve the Firecracker-compatible API on this Unix socket");
+    app.add_option("--restore", f.restore, "Restore the VM from this snapshot directory instead of booting");
+    app.add_option("--mem-backend", f.mem_backend,
+                   "Restore memory: uffd (default, copy-on-read), uffd:SOCKET (external handler) or file");
+    app.add_flag("--allow-shared-pages", f.allow_shared_pages, "Permit --mem-backend file (shares page cache between VMs)");
+    app.add_flag("--track-dirty-pages", f.track_dirty_pages, "Log dirty pages so a diff snapshot can be taken");
+    app.add_flag("--paused", f.paused, "Restore paused; resume with PATCH /vm");
+    app.add_option("--record-access", f.record_access, "Restore: write the order of first page accesses to FILE");
+    app.add_option("--prefetch", f.prefetch, "Restore: install the pages of this access log before the vCPUs run");
     app.add_option("--id", f.id, "Instance id reported by the API (GET /)");
     app.add_option("--console", f.console, "Write the guest console to FILE instead of stdout");
     int rc = parse_cli(app, argc, argv);
