@@ -169,7 +169,7 @@ TEST_CASE("virtio queue: a normal chain round trip") {
     CHECK(f.drv.reg(VirtioMmio::kInterruptStatus) == 0);
     CHECK_FALSE(f.needs_reset());
 
-    VirtioMmioState st = f.mmio.state();  // what a snapshot will save
+    VirtioMmioState st = f.mmio.save();
     CHECK((st.status & kVirtioStatusDriverOk));
     CHECK(st.driver_features == kFeatures);
     REQUIRE(st.queues.size() == 1);

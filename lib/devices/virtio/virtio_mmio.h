@@ -114,7 +114,6 @@ public:
     // is invalid or outside guest memory.  On a throw the transport is left reset.
     VirtioMmioState save();
     void restore(const VirtioMmioState& s, const std::string& what = "");
-    VirtioMmioState state() { return save(); }
 
 private:
     // What the device raises: sets InterruptStatus and triggers (or, inside poll(),
