@@ -28,6 +28,9 @@
 #include "kvm/linux_boot.h"
 #include "kvm/nano_boot.h"
 #include "kvm/vcpu_state.h"
+#include "snapshot/access_log.h"
+#include "snapshot/snapshot_dir.h"
+#include "snapshot/uffd_memory.h"
 
 namespace kindling {
 
@@ -602,7 +605,23 @@ int Machine::wait_for_exit() {
     }
     for (auto& t : threads_)
         if (t.joinable()) t.join();
+    finish_memory();
     return exit_status_;
+}
+
+void Machine::finish_memory() {
+    if (!uffd_) return;
+    uffd_->stop();
+    if (!record_access_path_.empty()) {
+        try {
+            write_access_log(record_access_path_, uffd_->access_log());
+            log_verbose("page access order written to %s (%zu pages)", record_access_path_.c_str(),
+                        uffd_->access_log().pages.size());
+        } catch (const Error& e) {
+            log_error("%s", e.what());
+        }
+        record_access_path_.clear();
+    }
 }
 
 }  // namespace kindling

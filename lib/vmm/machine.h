@@ -31,6 +31,9 @@ namespace kindling {
 class VirtioMmio;
 class Interrupt;
 class I8042;
+class LayerStack;
+class UffdMemory;
+class Userfaultfd;
 class Serial;
 
 // Exit counters, for benchmarks and --json.
@@ -86,6 +89,8 @@ public:
         return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - first_run_).count();
     }
     const MachineStats& stats() const { return stats_; }
+    // Restore-time memory counters (uffd backend); nullptr for other backends.
+    const UffdMemory* uffd() const { return uffd_.get(); }
 
 private:
     friend class NanoPorts;
@@ -102,6 +107,8 @@ private:
     // KN_PORT_MMIO_BATCH: the accesses listed at `gpa`, in order.
     void mmio_batch(uint64_t gpa);
     void guest_ready(uint32_t stage);
+    // After the vCPUs stopped: stop serving guest memory, write the access log.
+    void finish_memory();
     void kick_vcpus();
     bool parked_or_stopping(size_t index);
 
@@ -135,6 +142,12 @@ private:
     std::shared_ptr<I8042> i8042_;
     std::shared_ptr<Serial> serial_;
     std::string restored_from_;  // the layer this VM was restored from
+    // Restore memory backends (declared after mem_: destroyed before it is unmapped).
+    std::unique_ptr<LayerStack> stack_;
+    std::unique_ptr<UffdMemory> uffd_;
+    std::unique_ptr<Userfaultfd> external_uffd_;
+    UniqueFd uffd_handler_sock_;
+    std::string record_access_path_;
     std::mutex snapshot_mu_;
     std::vector<std::unique_ptr<Interrupt>> interrupts_;
     std::atomic<bool> device_event_{false};

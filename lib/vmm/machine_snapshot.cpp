@@ -17,7 +17,9 @@
 #include "kvm/nano_boot.h"
 #include "kvm/vcpu_state.h"
 #include "kvm/vm_state.h"
+#include "snapshot/access_log.h"
 #include "snapshot/snapshot_dir.h"
+#include "snapshot/uffd_memory.h"
 #include "snapshot/vmstate.h"
 #include "vmm/machine.h"
 
@@ -154,6 +156,11 @@ void Machine::restore(const RestoreRequest& req) {
         config_.boot = BootSource{};
     }
 
+    AccessLog prefetch_log;
+    if (!req.prefetch.empty()) prefetch_log = read_access_log(req.prefetch, stack.mem_size());
+    if (req.backend != MemoryBackendKind::kUffd && (!req.prefetch.empty() || !req.record_access.empty()))
+        throw UsageError("--record-access and --prefetch need the uffd memory backend");
+
     auto t0 = std::chrono::steady_clock::now();
     kvm_ = std::make_unique<Kvm>();
     if (req.backend == MemoryBackendKind::kFile) {
@@ -164,9 +171,28 @@ void Machine::restore(const RestoreRequest& req) {
                              std::to_string(stack.layers().size()) + " layers)");
         mem_ = std::make_unique<GuestMemory>(stack.mem_size(), GuestMemory::Backing::kFilePrivate,
                                              stack.layers().front().mem.get());
-    } else {
+    } else if (req.backend == MemoryBackendKind::kUffdExternal) {
+        if (stack.layers().size() != 1)
+            throw UsageError("an external uffd handler gets one mem file (Firecracker's protocol): "
+                             "restore a full snapshot, not a stack of " + std::to_string(stack.layers().size()) + " layers");
         mem_ = std::make_unique<GuestMemory>(stack.mem_size(), GuestMemory::Backing::kAnonymousSmall);
-        stack.read_memory(mem_->base(), true);
+        Userfaultfd uffd = Userfaultfd::open();
+        uffd.register_missing(mem_->base(), mem_->size());
+        uffd_handler_sock_ = send_uffd_to_handler(req.uffd_socket, uffd_regions_of(*mem_), uffd.fd());
+        external_uffd_ = std::make_unique<Userfaultfd>(std::move(uffd));
+    } else {
+        // Copy-on-read: private anonymous memory, every page installed by the
+        // handler thread from the layer stack on first touch (or by prefetch).
+        mem_ = std::make_unique<GuestMemory>(stack.mem_size(), GuestMemory::Backing::kAnonymousSmall);
+        stack_ = std::make_unique<LayerStack>(std::move(stack));
+        UffdOptions uo;
+        uo.record_access = !req.record_access.empty();
+        uo.on_failure = [this](const std::string& why) { stop(kExitIoErr, "guest memory: " + why); };
+        uffd_ = std::make_unique<UffdMemory>(Userfaultfd::open(), mem_->base(), mem_->size(),
+                                             layer_stack_source(*stack_), uo);
+        record_access_path_ = req.record_access;
+        if (!prefetch_log.pages.empty()) uffd_->prefetch_all_before_start(prefetch_log.pages);
+        uffd_->start();
     }
     vm_ = std::make_unique<Vm>(*kvm_);
     vm_->set_memory(*mem_, config_.machine.track_dirty_pages);

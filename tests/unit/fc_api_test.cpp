@@ -315,7 +315,8 @@ TEST_CASE("FirecrackerApi answers unknown paths 404 and wrong methods 405") {
     auto r = api.handle(request("GET", "/nope"));
     CHECK(r.status == 404);
     CHECK(contains(fault_of(r), "/nope"));
-    CHECK(api.handle(request("PUT", "/snapshot/create", "{}")).status == 404);
+    CHECK(api.handle(request("PUT", "/balloon", "{}")).status == 404);
+    CHECK(api.handle(request("PUT", "/snapshot/create", "{}")).status == 400);  // missing snapshot_path
     CHECK(api.handle(request("PUT", "/machine-config/", "{}")).status == 404);
 
     r = api.handle(request("POST", "/actions", R"({"action_type": "InstanceStart"})"));

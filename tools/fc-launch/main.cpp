@@ -15,6 +15,7 @@
 #include "base/tool.h"
 #include "cli/cli.h"
 #include "http/http_server.h"
+#include "snapshot/uffd_memory.h"
 #include "vmm/fc_api.h"
 #include "vmm/machine.h"
 
@@ -173,6 +174,18 @@ int run(Flags& f) {
                             {"mmio_exits", st.mmio_exits.load()},
                             {"waits", st.waits.load()},
                             {"batched_mmio", st.batched_mmio.load()}};
+        if (const UffdMemory* u = m.uffd()) {
+            UffdStats us = u->stats();
+            j["memory"] = {{"backend", "uffd"},
+                           {"faults", us.faults},
+                           {"pages_copied", us.pages_copied},
+                           {"zero_pages", us.zero_pages},
+                           {"bytes_copied", us.bytes_copied},
+                           {"prefetched_pages", us.prefetched_pages},
+                           {"prefetch_ms", us.prefetch_ns / 1e6},
+                           {"fault_us_avg", us.faults ? us.fault_ns_total / 1e3 / us.faults : 0.0},
+                           {"fault_us_max", us.fault_ns_max / 1e3}};
+        }
         std::printf("%s\n", j.dump().c_str());
     }
     // A guest that stops on its own (exit port, reset) is not an error; anything
