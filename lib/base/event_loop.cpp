@@ -84,6 +84,11 @@ void EventLoop::stop() {
     wake();
 }
 
+void EventLoop::rearm() {
+    std::lock_guard lk(mu_);
+    stop_ = false;
+}
+
 bool EventLoop::stopped() const {
     std::lock_guard lk(const_cast<std::mutex&>(mu_));
     return stop_;

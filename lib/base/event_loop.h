@@ -36,6 +36,8 @@ public:
     void run();
     void stop();
     bool stopped() const;
+    // Clears a stop() so run() can be called again.
+    void rearm();
 
     // Wakes a thread blocked in run_once() (safe from any thread or signal handler).
     void wake();

@@ -567,7 +567,15 @@ void Machine::pause() {
     kick_vcpus();
     lk.lock();
     cv_.wait(lk, [&] { return vcpus_parked_ == vcpus_.size() || stopping_.load(); });
-    if (!stopping_.load()) state_ = VmState::kPaused;
+    if (stopping_.load()) return;
+    state_ = VmState::kPaused;
+    lk.unlock();
+    // Linux guests: the device thread stops too, so no host socket activity writes
+    // guest memory while the VM is paused (a snapshot must see a still machine).
+    if (device_thread_.joinable()) {
+        device_loop_.stop();
+        device_thread_.join();
+    }
 }
 
 void Machine::resume() {
@@ -576,6 +584,10 @@ void Machine::resume() {
     if (state_ != VmState::kPaused) throw UsageError("the VM is not paused");
     pause_requested_ = false;
     state_ = VmState::kRunning;
+    if (!nano_ && !device_thread_.joinable()) {
+        device_loop_.rearm();
+        device_thread_ = std::thread([this] { device_loop_.run(); });
+    }
     cv_.notify_all();
 }
 
