@@ -5,6 +5,7 @@
 
 #include "base/error.h"
 #include "store/dir_store.h"
+#include "store/s3_store.h"
 
 namespace kindling {
 
@@ -71,6 +72,7 @@ std::unique_ptr<Store> make_store(const std::string& uri, const StoreOptions& op
     std::string scheme = colon == std::string::npos ? "" : uri.substr(0, colon);
     std::string rest = colon == std::string::npos ? "" : uri.substr(colon + 1);
     if (scheme == "dir") return make_dir_store(uri, rest, opts);
+    if (scheme == "s3") return make_s3_store(uri);
     // memcached://, s3:// and tiered: are added here by their modules.
     throw UsageError("store " + uri + ": unknown store type (expected dir:/path)");
 }
