@@ -6,6 +6,8 @@
 #include "base/error.h"
 #include "store/dir_store.h"
 #include "store/s3_store.h"
+#include "store/memcached_store.h"
+#include "store/tiered_store.h"
 
 namespace kindling {
 
@@ -73,6 +75,8 @@ std::unique_ptr<Store> make_store(const std::string& uri, const StoreOptions& op
     std::string rest = colon == std::string::npos ? "" : uri.substr(colon + 1);
     if (scheme == "dir") return make_dir_store(uri, rest, opts);
     if (scheme == "s3") return make_s3_store(uri);
+    if (scheme == "memcached") return make_memcached_store(uri, rest);
+    if (scheme == "tiered") return make_tiered_store(uri, rest, opts);
     // memcached://, s3:// and tiered: are added here by their modules.
     throw UsageError("store " + uri + ": unknown store type (expected dir:/path)");
 }

@@ -43,6 +43,11 @@ struct StoreOptions {
 
 // Opens a store from its URI:
 //   dir:/path[?max=SIZE]   local directory (see dir_store.h); SIZE in bytes or K/M/G/T
+//   memcached://HOST:PORT[,HOST:PORT...][?timeout_ms=N]
+//                          memcached cluster, ketama hashing (see memcached_store.h)
+//   tiered:URI|URI|...     read-through tiers, top first, origin last (see
+//                          tiered_store.h); without '|', tiers may be separated by
+//                          ',' before a scheme: tiered:dir:/c,memcached://a:1,b:2,dir:/o
 // Throws UsageError for an unknown or malformed URI and UnavailableError (69) when
 // the store cannot be reached.
 std::unique_ptr<Store> make_store(const std::string& uri, const StoreOptions& opts = {});
