@@ -13,16 +13,21 @@
 
 namespace kindling {
 
-namespace {
-
-int xioctl(int fd, unsigned long req, const void* arg, const char* what) {
+int kvm_ioctl(int fd, unsigned long req, const void* arg) {
     int r;
     do r = ::ioctl(fd, req, arg);
     while (r < 0 && errno == EINTR);
+    return r;
+}
+
+int kvm_ioctl_or_throw(int fd, unsigned long req, const void* arg, const char* what) {
+    int r = kvm_ioctl(fd, req, arg);
     if (r < 0) throw_errno(what);
     return r;
 }
 
+namespace {
+int xioctl(int fd, unsigned long req, const void* arg, const char* what) { return kvm_ioctl_or_throw(fd, req, arg, what); }
 }  // namespace
 
 Kvm::Kvm() {

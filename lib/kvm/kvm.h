@@ -36,6 +36,11 @@ inline constexpr unsigned long kKvmSetMsrs = _IOW(KVMIO, 0x89, KvmCountHeader);
 inline constexpr unsigned long kKvmSetCpuid2 = _IOW(KVMIO, 0x90, KvmCountHeader);
 inline constexpr unsigned long kKvmGetCpuid2 = _IOWR(KVMIO, 0x91, KvmCountHeader);
 
+// ioctl(2) retried on EINTR; returns its result (-1 with errno on failure).
+int kvm_ioctl(int fd, unsigned long req, const void* arg);
+// The same, throwing SysError(what) on failure.
+int kvm_ioctl_or_throw(int fd, unsigned long req, const void* arg, const char* what);
+
 class Kvm {
 public:
     // Opens /dev/kvm (or $KINDLING_KVM_DEV).  Missing device -> UnavailableError (69),

@@ -16,12 +16,7 @@ namespace kindling {
 
 namespace {
 
-int ioctl_retry(int fd, unsigned long req, const void* arg) {
-    int r;
-    do r = ::ioctl(fd, req, arg);
-    while (r < 0 && errno == EINTR);
-    return r;
-}
+int ioctl_retry(int fd, unsigned long req, const void* arg) { return kvm_ioctl(fd, req, arg); }
 
 std::string vcpu_what(const Vcpu& v, const char* ioctl_name) {
     return std::string(ioctl_name) + " (vCPU " + std::to_string(v.index()) + ")";

@@ -11,12 +11,7 @@ namespace kindling {
 
 namespace {
 
-int ioctl_retry(int fd, unsigned long req, const void* arg) {
-    int r;
-    do r = ::ioctl(fd, req, arg);
-    while (r < 0 && errno == EINTR);
-    return r;
-}
+int ioctl_retry(int fd, unsigned long req, const void* arg) { return kvm_ioctl(fd, req, arg); }
 
 // False when the VM has no such device (ENXIO: no irqchip/PIT created; ENOTTY, EINVAL:
 // KVM does not know the ioctl).
