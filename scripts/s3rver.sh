@@ -6,6 +6,7 @@
 #   scripts/s3rver.sh start DIR [BUCKET...]  background; prints the endpoint, DIR/pid
 #   scripts/s3rver.sh stop DIR
 #   scripts/s3rver.sh env                    prints the variables a client needs
+#   scripts/s3rver.sh check                  exit 0 when s3rver can run, else 77 + why
 #
 # Listens on 127.0.0.1, port chosen by the kernel; objects live in DIR/data.  BUCKETs
 # are created at start.  Credentials: s3rver 3.x knows one access key, S3RVER with
@@ -70,11 +71,14 @@ stop)
     [ -f "$dir/pid" ] && kill "$(cat "$dir/pid")" 2>/dev/null || true
     rm -f "$dir/pid"
     ;;
+check)
+    need
+    ;;
 env)
     echo "AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER AWS_DEFAULT_REGION=us-east-1"
     ;;
 *)
-    echo "usage: s3rver.sh run|start DIR [BUCKET...] | stop DIR | env" >&2
+    echo "usage: s3rver.sh run|start DIR [BUCKET...] | stop DIR | env | check" >&2
     exit 64
     ;;
 esac

@@ -175,7 +175,10 @@ S3Location parse_s3_uri(const std::string& uri) {
         if (k == "endpoint") {
             while (!v.empty() && v.back() == '/') v.pop_back();
             if (v.rfind("http://", 0) != 0 && v.rfind("https://", 0) != 0) throw bad();
-            if (v.find('/', v.find("://") + 3) != std::string::npos) throw bad();  // no path
+            std::string authority = v.substr(v.find("://") + 3);
+            if (authority.empty() || authority.find('/') != std::string::npos ||
+                authority.front() == ':' || authority.back() == ':')
+                throw bad();  // a host[:port], no path
             loc.endpoint = v;
         } else if (k == "region") {
             if (v.empty()) throw bad();
@@ -399,6 +402,24 @@ std::optional<std::vector<uint8_t>> S3Store::get(const Digest& id) {
 }
 
 bool S3Store::put(const Digest& id, std::span<const uint8_t> data) {
+    // Two workers putting the same chunk: the second waits for the first and then
+    // finds the object, so exactly one put() reports it new (dedup counts stay exact).
+    {
+        std::unique_lock<std::mutex> lk(put_mu_);
+        put_cv_.wait(lk, [&] { return !in_flight_.contains(id); });
+        in_flight_.insert(id);
+    }
+    struct Done {
+        S3Store* s;
+        const Digest& id;
+        ~Done() {
+            {
+                std::lock_guard<std::mutex> g(s->put_mu_);
+                s->in_flight_.erase(id);
+            }
+            s->put_cv_.notify_all();
+        }
+    } done{this, id};
     if (has(id)) return false;
     std::string key = object_key(id);
     Response r = request("PUT", key, {}, data, false);

@@ -27,9 +27,11 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "http/sigv4.h"
@@ -102,6 +104,9 @@ private:
     bool path_style_;
     std::mutex pool_mu_;
     std::vector<std::unique_ptr<Handle>> pool_;
+    std::mutex put_mu_;
+    std::condition_variable put_cv_;
+    std::unordered_set<Digest, DigestHash> in_flight_;  // ids being put by this process
     S3Counters counters_;
 };
 
