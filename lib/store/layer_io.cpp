@@ -187,6 +187,22 @@ std::vector<std::vector<uint32_t>> group_chunks(const Manifest& m) {
     return groups;
 }
 
+// Moves the groups holding a chunk of `first` to the front, in the order of `first`.
+void order_groups(std::vector<std::vector<uint32_t>>& groups, size_t nchunks,
+                  const std::vector<uint32_t>& first) {
+    if (first.empty()) return;
+    std::vector<uint32_t> rank(nchunks, UINT32_MAX);
+    for (uint32_t r = 0; r < first.size(); ++r)
+        if (first[r] < nchunks && rank[first[r]] == UINT32_MAX) rank[first[r]] = r;
+    auto group_rank = [&](const std::vector<uint32_t>& g) {
+        uint32_t best = UINT32_MAX;
+        for (uint32_t i : g) best = std::min(best, rank[i]);
+        return best;
+    };
+    std::stable_sort(groups.begin(), groups.end(),
+                     [&](const auto& a, const auto& b) { return group_rank(a) < group_rank(b); });
+}
+
 // The file each chunk belongs to.
 std::vector<uint32_t> chunk_owners(const Manifest& m) {
     std::vector<uint32_t> owner(m.chunks.size());
@@ -423,6 +439,7 @@ void get_layer(Store& store, const Manifest& m, const std::string& out_dir, cons
 
         auto owner = chunk_owners(m);
         auto groups = group_chunks(m);
+        order_groups(groups, m.chunks.size(), opts.first);
         uint64_t total = 0;
         for (const auto& c : m.chunks)
             if (!c.zero) total += c.plain_len;
@@ -492,9 +509,10 @@ std::string ChunkProblem::message() const {
 }
 
 std::vector<ChunkProblem> verify_layer(Store& store, const Manifest& m, unsigned threads,
-                                       const ProgressFn& progress) {
+                                       const ProgressFn& progress, const std::vector<uint32_t>& first) {
     auto owner = chunk_owners(m);
     auto groups = group_chunks(m);
+    order_groups(groups, m.chunks.size(), first);
     uint64_t total = 0;
     for (const auto& g : groups) total += m.chunks[g[0]].plain_len;
     std::atomic<uint64_t> done{0};

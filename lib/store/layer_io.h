@@ -74,6 +74,9 @@ struct GetOptions {
     unsigned threads = 0;
     bool sync = true;  // fsync files and directories before the rename
     ProgressFn progress;
+    // Manifest chunk indices to fetch first, in this order (an access log's working
+    // set, say); the other chunks follow in manifest order.
+    std::vector<uint32_t> first;
 };
 
 // Reassembles the layer into `out_dir`, which must not exist (or be an empty
@@ -95,7 +98,9 @@ struct ChunkProblem {
 // Fetches and checks every distinct chunk: the id against the bytes, decryption,
 // decompression, the plain length and SHA-256 of the plain text.  Returns the
 // problems, empty when the layer is whole.
+// `first`: as GetOptions::first.
 std::vector<ChunkProblem> verify_layer(Store& store, const Manifest& m, unsigned threads,
-                                       const ProgressFn& progress);
+                                       const ProgressFn& progress,
+                                       const std::vector<uint32_t>& first = {});
 
 }  // namespace kindling
