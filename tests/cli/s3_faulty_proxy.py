@@ -6,7 +6,8 @@
 Listens on 127.0.0.1 (port chosen by the kernel, written to PORTFILE), forwards every
 request to UPSTREAM (http://host:port) and appends one line per request to LOG:
     METHOD PATH STATUS [fault]
-Faults are per key (method + path), so they are deterministic whatever the order of
+(a delayed request gets a "METHOD PATH - slow" line when it arrives and another with
+its status when answered).  Faults are per key (method + path), so they are deterministic whatever the order of
 parallel requests:
   --fail-per-key N     the first N requests for each key get 503 SlowDown
   --status CODE        the status of those failures (default 503)
@@ -135,11 +136,11 @@ def main():
                 self.note(a.status, "injected")
                 return self.error_xml(a.status, "SlowDown" if a.status == 503 else "InternalError",
                                       "injected by s3_faulty_proxy")
+            fault = ""
             if self.command in methods and k < a.fail_per_key + a.slow_per_key:
+                self.note("-", "slow")  # now: the client may give up before the answer
                 time.sleep(a.delay)
-                fault = "slow"
-            else:
-                fault = ""
+                fault = "after-slow"
             conn = getattr(local, "conn", None)
             for tries in (0, 1):
                 if conn is None:
