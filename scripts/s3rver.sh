@@ -33,7 +33,9 @@ run)
     rm -f "$dir/endpoint"
     buckets=$(printf '%s\n' "$@" | paste -sd, -)
     # The server itself is this process (exec): the caller's kill stops it.
-    exec node -e '
+    # --openssl-legacy-provider: s3rver encrypts ListObjectsV2 continuation tokens with
+    # DES, which OpenSSL 3 (node >= 17) only has in its legacy provider.
+    exec node --openssl-legacy-provider -e '
 const S3rver = require(process.argv[1]);
 const fs = require("fs");
 const [dir, buckets] = [process.argv[2], process.argv[3]];
