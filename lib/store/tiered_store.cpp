@@ -286,13 +286,14 @@ std::unique_ptr<Store> make_tiered_store(const std::string& uri, const std::stri
     std::vector<std::unique_ptr<Store>> tiers;
     for (size_t i = 0; i < parts.size(); ++i) {
         bool origin = i + 1 == parts.size();
-        if (origin) {
+        // Caches are created on first use.  An origin that cannot be opened fails a
+        // writer at once; a reader may still be served by the caches.
+        if (origin && opts.create) {
             tiers.push_back(make_store(parts[i], opts));
             continue;
         }
-        // Caches are created on first use.
         try {
-            tiers.push_back(make_store(parts[i], {.create = true}));
+            tiers.push_back(make_store(parts[i], origin ? opts : StoreOptions{.create = true}));
         } catch (const UsageError&) {
             throw;
         } catch (const Error& e) {

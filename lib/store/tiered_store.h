@@ -90,8 +90,10 @@ private:
 // memcached server list stay inside their URI.  Throws UsageError when empty.
 std::vector<std::string> split_tiered_uri(const std::string& uri, const std::string& rest);
 
-// Opens each tier with make_store().  An upper tier that cannot be opened becomes a
-// tier that fails every call (counted as errors, one warning); the origin must open.
+// Opens each tier with make_store(); upper tiers with create = true.  A tier that
+// cannot be opened becomes a tier that fails every call (counted as errors, one
+// warning), so the others still serve reads — except the origin when opts.create
+// (a writer), whose error is thrown.
 std::unique_ptr<Store> make_tiered_store(const std::string& uri, const std::string& rest,
                                          const StoreOptions& opts);
 
