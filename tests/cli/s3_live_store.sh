@@ -12,5 +12,5 @@ bg "$ROOT/scripts/s3rver.sh" run "$T/s3" live
 wait_for_file "$T/s3/endpoint" 20 || fail "s3rver did not start"
 out=$(KINDLING_S3_ENDPOINT=$(cat "$T/s3/endpoint") KINDLING_S3_BUCKET=live \
       "$UNIT" -tc="s3 store: live endpoint*" 2>&1) || fail "live store test failed: $out"
-assert_contains "$out" "test cases: 1 | 1 passed" "the live case ran"
+echo "$out" | grep -Eq "test cases: +1 \| +1 passed" || fail "the live case did not run: $out"
 exit 0
