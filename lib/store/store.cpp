@@ -77,7 +77,6 @@ std::unique_ptr<Store> make_store(const std::string& uri, const StoreOptions& op
     if (scheme == "s3") return make_s3_store(uri);
     if (scheme == "memcached") return make_memcached_store(uri, rest);
     if (scheme == "tiered") return make_tiered_store(uri, rest, opts);
-    // memcached://, s3:// and tiered: are added here by their modules.
     throw UsageError("store " + uri + ": unknown store type (expected dir:/path)");
 }
 
