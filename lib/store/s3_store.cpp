@@ -332,6 +332,9 @@ S3Store::Response S3Store::attempt(Handle& h, const std::string& method, const s
         return r;
     }
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+    long connects = 0;
+    curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &connects);
+    counters_.connects += static_cast<uint64_t>(connects);
     counters_.bytes_in += r.body.size();
     return r;
 }

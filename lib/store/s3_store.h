@@ -60,6 +60,7 @@ std::unique_ptr<Store> make_s3_store(const std::string& uri);
 struct S3Counters {
     std::atomic<uint64_t> requests{0};
     std::atomic<uint64_t> retries{0};
+    std::atomic<uint64_t> connects{0};  // new connections (the rest reused one)
     std::atomic<uint64_t> bytes_in{0};
     std::atomic<uint64_t> bytes_out{0};
 };

@@ -110,6 +110,9 @@ TEST_CASE("s3 store: live endpoint (KINDLING_S3_ENDPOINT)") {
     CHECK(got.count(sha256(object(kN - 1))) == 1);
     // Requests: HEAD + PUT per object, two list pages, the 11 above.
     CHECK(s3->counters().requests == 2 * kN + 2 + 11);
+    // Connections are reused: one per thread that ever ran a request, not one each.
+    CHECK(s3->counters().connects <= kThreads + 1);
+    MESSAGE("connections: " << s3->counters().connects.load() << " for " << s3->counters().requests.load() << " requests");
 
     // Another prefix in the same bucket is a different store.
     auto other = make_store(std::string("s3://") + bucket + "/unit2?endpoint=" + ep);
