@@ -58,7 +58,11 @@ MemcachedStore::MemcachedStore(std::string uri, std::vector<Server> servers, int
     set(MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, static_cast<uint64_t>(timeout_ms), "connect timeout");
     set(MEMCACHED_BEHAVIOR_POLL_TIMEOUT, static_cast<uint64_t>(timeout_ms), "poll timeout");
     // Eject a server after two consecutive failures; try it again two seconds later.
+    // AUTO_EJECT_HOSTS rebuilds the ketama continuum without the ejected server, so
+    // its keys move to the next server (REMOVE_FAILED_SERVERS alone only answers
+    // "temporarily disabled" for them).
     set(MEMCACHED_BEHAVIOR_REMOVE_FAILED_SERVERS, 1, "remove failed servers");
+    set(MEMCACHED_BEHAVIOR_AUTO_EJECT_HOSTS, 1, "auto eject hosts");
     set(MEMCACHED_BEHAVIOR_SERVER_FAILURE_LIMIT, 2, "server failure limit");
     set(MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 2, "retry timeout");
     for (const auto& s : servers) {

@@ -9,10 +9,12 @@
 //
 // Distribution: ketama consistent hashing (MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA),
 // binary protocol, TCP_NODELAY, connect and poll timeouts of timeout_ms (default
-// 100 ms).  A server that fails twice in a row is ejected from the continuum for
-// two seconds (REMOVE_FAILED_SERVERS, SERVER_FAILURE_LIMIT, RETRY_TIMEOUT): its keys
-// move to the next server on the ring, and it is tried again afterwards, so a
-// restarted node refills.
+// 100 ms).  A server that fails twice in a row is disabled for two seconds
+// (REMOVE_FAILED_SERVERS, AUTO_EJECT_HOSTS, SERVER_FAILURE_LIMIT, RETRY_TIMEOUT) and
+// tried again afterwards, so a restarted node refills.  Reads of its keys are misses
+// meanwhile.  Writes of its keys may land on the next server on the ring once the
+// continuum is rebuilt, but libmemcached 1.1.4 often answers "disabled until timed
+// retry" instead: put() then throws, which a tiered store counts as a failed fill.
 //
 // A cache must never fail a read another tier can serve: get() and has() turn every
 // error and timeout into a miss and count it (counters()).  put() throws Error on a
