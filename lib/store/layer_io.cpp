@@ -395,6 +395,25 @@ Manifest open_manifest(Store& store, const Digest& id, const std::string& key_fi
     }
 }
 
+void fetch_chunk(Store& store, const Manifest& m, const ManifestChunk& c, ChunkOpener& opener,
+                 std::span<uint8_t> plain) {
+    std::string where = "chunk " + c.id.hex();
+    std::optional<std::vector<uint8_t>> blob;
+    try {
+        blob = store.get(c.id);
+    } catch (...) {
+        rethrow_in(where + ": store read failed");
+    }
+    if (!blob) throw Error(where + ": not in " + store.uri(), kExitNoInput);
+    if (!object_matches(c.id, *blob))
+        throw DataError(where + ": stored bytes do not match the id (corrupt or tampered chunk)");
+    try {
+        opener.open(*blob, c.key, m.encoding(c), plain);
+    } catch (...) {
+        rethrow_in(where);
+    }
+}
+
 void get_layer(Store& store, const Manifest& m, const std::string& out_dir, const GetOptions& opts) {
     std::string out = out_dir;
     while (out.size() > 1 && out.back() == '/') out.pop_back();
@@ -449,21 +468,11 @@ void get_layer(Store& store, const Manifest& m, const std::string& out_dir, cons
             const auto& idxs = groups[g];
             const ManifestChunk& c = m.chunks[idxs[0]];
             const std::string& path = m.entries[owner[idxs[0]]].path;
-            std::string where = chunk_where(path, c.offset) + ": chunk " + c.id.hex();
-            std::optional<std::vector<uint8_t>> blob;
-            try {
-                blob = store.get(c.id);
-            } catch (...) {
-                rethrow_in(where + ": store read failed");
-            }
-            if (!blob) throw Error(where + ": not in " + store.uri(), kExitNoInput);
-            if (!object_matches(c.id, *blob))
-                throw DataError(where + ": stored bytes do not match the id (corrupt or tampered chunk)");
             std::span<uint8_t> plain(st.buf.data(), c.plain_len);
             try {
-                st.opener.open(*blob, c.key, m.encoding(c), plain);
+                fetch_chunk(store, m, c, st.opener, plain);
             } catch (...) {
-                rethrow_in(where);
+                rethrow_in(chunk_where(path, c.offset));
             }
             for (uint32_t i : idxs) {
                 const ManifestChunk& ci = m.chunks[i];

@@ -70,6 +70,13 @@ std::vector<uint8_t> fetch_manifest(Store& store, const Digest& id);
 // decode_manifest.
 Manifest open_manifest(Store& store, const Digest& id, const std::string& key_file);
 
+// Fetches one non-zero chunk, checks the stored bytes against its id, decrypts and
+// decompresses it into `plain` (exactly c.plain_len bytes).  Errors start with
+// "chunk ID: ": 66 when the store does not hold it, 65 when the bytes do not match the
+// id or do not open, the store's own error when the read fails.  Callers add where.
+void fetch_chunk(Store& store, const Manifest& m, const ManifestChunk& c, ChunkOpener& opener,
+                 std::span<uint8_t> plain);
+
 struct GetOptions {
     unsigned threads = 0;
     bool sync = true;  // fsync files and directories before the rename
