@@ -24,7 +24,17 @@ ChunkCache::ChunkCache(Store& store, std::vector<const Manifest*> manifests, Chu
     for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&block, s);
     pthread_sigmask(SIG_BLOCK, &block, &old);
     try {
-        for (unsigned i = 0; i < n; ++i) threads_.emplace_back([this] { worker(); });
+        for (unsigned i = 0; i < n; ++i) {
+            {
+                std::lock_guard<std::mutex> g(mu_);
+                ++running_;
+            }
+            threads_.emplace_back([this] {
+                worker();
+                std::lock_guard<std::mutex> g(mu_);
+                if (--running_ == 0) exit_cv_.notify_all();
+            });
+        }
     } catch (...) {
         pthread_sigmask(SIG_SETMASK, &old, nullptr);
         shutdown();
@@ -35,17 +45,25 @@ ChunkCache::ChunkCache(Store& store, std::vector<const Manifest*> manifests, Chu
 
 ChunkCache::~ChunkCache() { shutdown(); }
 
-void ChunkCache::shutdown() {
-    {
-        std::lock_guard<std::mutex> g(mu_);
-        stop_ = true;
-        demand_.clear();
-        background_.clear();
-    }
+size_t ChunkCache::shutdown(std::chrono::milliseconds grace) {
+    std::unique_lock<std::mutex> lk(mu_);
+    stop_ = true;
+    demand_.clear();
+    background_.clear();
     work_cv_.notify_all();
     done_cv_.notify_all();
-    for (auto& t : threads_)
-        if (t.joinable()) t.join();
+    if (grace == std::chrono::milliseconds::max())
+        exit_cv_.wait(lk, [&] { return running_ == 0; });
+    else
+        exit_cv_.wait_for(lk, grace, [&] { return running_ == 0; });
+    size_t stuck = running_;
+    lk.unlock();
+    for (auto& t : threads_) {
+        if (!t.joinable()) continue;
+        if (stuck) t.detach();
+        else t.join();
+    }
+    return stuck;
 }
 
 ChunkCacheStats ChunkCache::stats() const {

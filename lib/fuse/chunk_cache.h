@@ -72,8 +72,11 @@ public:
     void prefetch(const std::vector<std::pair<uint32_t, uint32_t>>& chunks);
 
     // Wakes every waiting reader with ESHUTDOWN and stops the fetch threads (after
-    // their current store read).  Idempotent; the destructor calls it.
-    void shutdown();
+    // their current store read), waiting at most `grace` for them.  Returns how many
+    // are still stuck in a store read; they are detached, and then the cache and the
+    // store must never be destroyed (the process is about to exit anyway).
+    // Idempotent; the destructor calls it with an unbounded grace.
+    size_t shutdown(std::chrono::milliseconds grace = std::chrono::milliseconds::max());
 
     // Async-signal-safe: readers waiting for a chunk give up (ESHUTDOWN) within
     // ~50 ms; shutdown() still has to be called from a normal thread.
@@ -116,6 +119,8 @@ private:
     std::atomic<bool> abort_{false};
     ChunkCacheStats stats_;
     std::vector<std::thread> threads_;
+    size_t running_ = 0;  // worker threads that have not returned
+    std::condition_variable exit_cv_;
 };
 
 }  // namespace kindling

@@ -62,6 +62,7 @@ struct Snapfs::Impl {
     std::vector<Node> nodes;  // ino = index + 1
     std::unique_ptr<ChunkCache> cache;
     time_t mount_time = ::time(nullptr);
+    size_t stuck = 0;
 
     std::mutex record_mu;
     std::vector<std::vector<bool>> seen;  // per layer, per chunk
@@ -425,7 +426,12 @@ std::vector<std::pair<uint32_t, uint32_t>> read_snapfs_access_log(const std::str
 Snapfs::Snapfs(Store& store, std::vector<SnapfsLayer> layers, SnapfsOptions opts)
     : impl_(std::make_unique<Impl>(store, std::move(layers), std::move(opts))) {}
 
-Snapfs::~Snapfs() = default;
+Snapfs::~Snapfs() {
+    // Detached fetch threads still use the cache: leave it to the process exit.
+    if (impl_->stuck) (void)impl_->cache.release();
+}
+
+size_t Snapfs::stuck_fetches() const { return impl_->stuck; }
 
 ChunkCacheStats Snapfs::stats() const { return impl_->cache ? impl_->cache->stats() : ChunkCacheStats{}; }
 
@@ -495,8 +501,10 @@ void Snapfs::run(const std::string& mountpoint) {
         g_session = nullptr;
         g_cache = nullptr;
         if (g_stop_signal) log_verbose("%s: unmounting", strsignal(g_stop_signal));
-        // Readers still waiting for a chunk get EIO now, not at their timeout.
-        fs.cache->shutdown();
+        // Readers still waiting for a chunk get EIO now, not at their timeout; a store
+        // read that hangs must not hold the unmount up.
+        fs.stuck = fs.cache->shutdown(std::chrono::milliseconds(1000));
+        if (fs.stuck) log_warn("%zu store reads still running at unmount; not waiting for them", fs.stuck);
         unmount();
         if (rc != 0 && !g_stop_signal) log_warn("FUSE session ended with error %d", rc);
         fs.write_record();
@@ -508,7 +516,7 @@ void Snapfs::run(const std::string& mountpoint) {
     } catch (...) {
         g_session = nullptr;
         g_cache = nullptr;
-        if (fs.cache) fs.cache->shutdown();
+        if (fs.cache) fs.stuck = fs.cache->shutdown(std::chrono::milliseconds(1000));
         unmount();
         throw;
     }

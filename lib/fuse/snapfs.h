@@ -70,6 +70,9 @@ public:
 
     ChunkCacheStats stats() const;
     uint64_t logical_bytes() const;
+    // Store reads still stuck after unmount (a hung store).  When non-zero, this
+    // object and the store must not be destroyed: the caller exits instead.
+    size_t stuck_fetches() const;
 
     struct Impl;
 

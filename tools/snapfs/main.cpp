@@ -1,5 +1,6 @@
 // snapfs: mount snapshot layers from a chunk store with FUSE (man/snapfs.1.scd).
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -83,6 +84,11 @@ int run(Flags& f) {
                   {"evictions", s.evictions}};
         std::printf("%s\n", j.dump().c_str());
         std::fflush(stdout);
+    }
+    if (fs.stuck_fetches()) {
+        // Fetch threads are still inside the store: exit without destroying it.
+        std::fflush(nullptr);
+        std::_Exit(0);
     }
     return 0;
 }
