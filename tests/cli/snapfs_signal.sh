@@ -1,0 +1,74 @@
+# snapfs unmounts cleanly on SIGTERM (and SIGINT) while reads are in flight: a read
+# stuck on a hanging store read (a FIFO in place of the chunk) fails, snapfs exits 0
+# within a second or two, and /proc/mounts no longer lists the mountpoint.
+. "$(dirname "$0")/../lib.sh"
+need_fuse() {
+    [ -c /dev/fuse ] || skip "no /dev/fuse on this host"
+    [ -r /dev/fuse ] && [ -w /dev/fuse ] || skip "/dev/fuse not accessible to $(id -un)"
+    command -v fusermount3 >/dev/null || skip "fusermount3 (fuse3) is not installed"
+}
+MNTS=""
+snapfs_cleanup() {
+    for m in $MNTS; do fusermount3 -u "$m" 2>/dev/null || umount -l "$m" 2>/dev/null; done
+    cleanup
+}
+trap snapfs_cleanup EXIT
+mounted() { grep -q " $1 fuse.snapfs " /proc/mounts; }
+# mount_snapfs MNT ARGS...: snapfs ARGS MNT -f in the background ($SNAPFS_PID), waits
+# for the mount; a host where FUSE cannot mount skips.
+mount_snapfs() {
+    m=$1; shift
+    mkdir -p "$m"
+    "$BIN/snapfs" "$@" "$m" -f --json >"$m.out" 2>"$m.err" &
+    SNAPFS_PID=$!
+    PIDS="$PIDS $SNAPFS_PID"; MNTS="$MNTS $m"
+    i=0
+    while ! mounted "$m"; do
+        if ! kill -0 $SNAPFS_PID 2>/dev/null; then
+            wait $SNAPFS_PID; rc=$?
+            [ $rc = 69 ] && skip "FUSE cannot mount here: $(cat "$m.err")"
+            fail "snapfs did not mount (exit $rc): $(cat "$m.err")"
+        fi
+        i=$((i + 1)); [ $i -gt 1000 ] && fail "snapfs did not mount within 10 s"
+        sleep 0.01
+    done
+}
+need_fuse
+export KINDLING_CONVERGENCE_SECRET=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
+# A layer of random data (no VM needed): mem = 4 MiB of data then a 4 MiB hole.
+mkdir "$T/layer"
+head -c 4194304 /dev/urandom >"$T/layer/mem"
+truncate -s 8M "$T/layer/mem"
+head -c 100000 /dev/urandom >"$T/layer/vmstate"
+id=$("$BIN/snap-chunk" put "$T/layer" --store "dir:$T/store" --layer base --no-compress) || fail "put"
+# chunk_object K: the store path of chunk K of mem
+chunk_object() {
+    o=$("$BIN/snap-chunk" stat "$id" --store "dir:$T/store" --chunks | awk -v k="$1" '$1 == "chunk" && $2 == "mem" && $3 == k { print $5 }')
+    echo "$T/store/$(echo "$o" | cut -c1-2)/$(echo "$o" | cut -c3-)"
+}
+# read_chunk MNT K: chunk K of mem through the mount, to stdout
+read_chunk() { dd if="$1/mem" bs=512K skip="$2" count=1 iflag=direct 2>/dev/null; }
+now_ms() { date +%s%3N; }
+
+obj=$(chunk_object 3)
+mv "$obj" "$T/obj3"; mkfifo "$obj"
+for sig in TERM INT; do
+    mount_snapfs "$T/mnt$sig" "$id" --store "dir:$T/store" --timeout-ms 60000
+    read_chunk "$T/mnt$sig" 3 >/dev/null 2>&1 &
+    r1=$!
+    read_chunk "$T/mnt$sig" 1 >/dev/null 2>&1 &
+    r2=$!
+    sleep 0.5
+    kill -0 $r1 2>/dev/null || fail "the read of the hanging chunk did not hang"
+    t0=$(date +%s%3N)
+    kill -$sig $SNAPFS_PID
+    wait $SNAPFS_PID; rc=$?
+    dt=$(($(date +%s%3N) - t0))
+    [ $rc = 0 ] || fail "snapfs exit status $rc after SIG$sig: $(cat "$T/mnt$sig.err")"
+    [ $dt -lt 5000 ] || fail "snapfs took $dt ms to stop on SIG$sig"
+    mounted "$T/mnt$sig" && fail "still mounted after SIG$sig"
+    wait $r1 && fail "the stuck read succeeded"
+    wait $r2
+    [ -z "$(ls -A "$T/mnt$sig")" ] || fail "mountpoint not left empty"
+done
+exit 0

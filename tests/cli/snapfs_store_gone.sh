@@ -1,0 +1,84 @@
+# snapfs when the store goes away: the store directory renamed mid-use turns reads of
+# chunks not in memory into EIO (fast: a miss), a chunk whose store read hangs (a FIFO
+# in its place) into EIO within --timeout-ms, and the mount stays responsive meanwhile;
+# once the store is back, the same reads return the right bytes.
+. "$(dirname "$0")/../lib.sh"
+need_fuse() {
+    [ -c /dev/fuse ] || skip "no /dev/fuse on this host"
+    [ -r /dev/fuse ] && [ -w /dev/fuse ] || skip "/dev/fuse not accessible to $(id -un)"
+    command -v fusermount3 >/dev/null || skip "fusermount3 (fuse3) is not installed"
+}
+MNTS=""
+snapfs_cleanup() {
+    for m in $MNTS; do fusermount3 -u "$m" 2>/dev/null || umount -l "$m" 2>/dev/null; done
+    cleanup
+}
+trap snapfs_cleanup EXIT
+mounted() { grep -q " $1 fuse.snapfs " /proc/mounts; }
+# mount_snapfs MNT ARGS...: snapfs ARGS MNT -f in the background ($SNAPFS_PID), waits
+# for the mount; a host where FUSE cannot mount skips.
+mount_snapfs() {
+    m=$1; shift
+    mkdir -p "$m"
+    "$BIN/snapfs" "$@" "$m" -f --json >"$m.out" 2>"$m.err" &
+    SNAPFS_PID=$!
+    PIDS="$PIDS $SNAPFS_PID"; MNTS="$MNTS $m"
+    i=0
+    while ! mounted "$m"; do
+        if ! kill -0 $SNAPFS_PID 2>/dev/null; then
+            wait $SNAPFS_PID; rc=$?
+            [ $rc = 69 ] && skip "FUSE cannot mount here: $(cat "$m.err")"
+            fail "snapfs did not mount (exit $rc): $(cat "$m.err")"
+        fi
+        i=$((i + 1)); [ $i -gt 1000 ] && fail "snapfs did not mount within 10 s"
+        sleep 0.01
+    done
+}
+need_fuse
+export KINDLING_CONVERGENCE_SECRET=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
+# A layer of random data (no VM needed): mem = 4 MiB of data then a 4 MiB hole.
+mkdir "$T/layer"
+head -c 4194304 /dev/urandom >"$T/layer/mem"
+truncate -s 8M "$T/layer/mem"
+head -c 100000 /dev/urandom >"$T/layer/vmstate"
+id=$("$BIN/snap-chunk" put "$T/layer" --store "dir:$T/store" --layer base --no-compress) || fail "put"
+# chunk_object K: the store path of chunk K of mem
+chunk_object() {
+    o=$("$BIN/snap-chunk" stat "$id" --store "dir:$T/store" --chunks | awk -v k="$1" '$1 == "chunk" && $2 == "mem" && $3 == k { print $5 }')
+    echo "$T/store/$(echo "$o" | cut -c1-2)/$(echo "$o" | cut -c3-)"
+}
+# read_chunk MNT K: chunk K of mem through the mount, to stdout
+read_chunk() { dd if="$1/mem" bs=512K skip="$2" count=1 iflag=direct 2>/dev/null; }
+now_ms() { date +%s%3N; }
+
+mount_snapfs "$T/mnt" "$id" --store "dir:$T/store" --timeout-ms 2000 --cache-mb 1
+read_chunk "$T/mnt" 0 | cmp - "$T/layer/mem" -n 524288 || fail "chunk 0 before the outage"
+
+mv "$T/store" "$T/store.away"
+t0=$(now_ms)
+read_chunk "$T/mnt" 6 >/dev/null 2>"$T/dd.err" && fail "a read succeeded with the store gone"
+[ $(($(now_ms) - t0)) -lt 3000 ] || fail "the failed read took longer than the timeout"
+ls "$T/mnt" | grep -q vmstate || fail "the mount does not answer with the store gone"
+grep -q "chunk 6 at offset 3145728" "$T/mnt.err" || fail "snapfs did not log the failed chunk: $(cat "$T/mnt.err")"
+mv "$T/store.away" "$T/store"
+read_chunk "$T/mnt" 6 | cmp - "$T/layer/mem" -i 0:3145728 -n 524288 || fail "chunk 6 after the store came back"
+
+# A store read that hangs: EIO after the timeout, and other reads go on meanwhile.
+obj=$(chunk_object 7)
+[ -f "$obj" ] || fail "no store object for chunk 7: $obj"
+mv "$obj" "$T/obj7"; mkfifo "$obj"
+t0=$(now_ms)
+read_chunk "$T/mnt" 7 >/dev/null 2>&1 &
+hung=$!
+sleep 0.3
+read_chunk "$T/mnt" 5 | cmp - "$T/layer/mem" -i 0:2621440 -n 524288 || fail "a read of another chunk while one hangs"
+wait $hung && fail "the read of a hanging chunk succeeded"
+dt=$(($(now_ms) - t0))
+[ $dt -ge 1500 ] && [ $dt -lt 5000 ] || fail "the hanging read failed after $dt ms, want about 2000"
+grep -q "within 2000 ms" "$T/mnt.err" || fail "no timeout message: $(cat "$T/mnt.err")"
+# Unblock the stuck store read (it hangs in open(2) of the FIFO) with the real bytes.
+cat "$T/obj7" >"$obj" &
+sleep 0.5
+rm -f "$obj"; mv "$T/obj7" "$obj"
+read_chunk "$T/mnt" 7 | cmp - "$T/layer/mem" -i 0:3670016 -n 524288 || fail "chunk 7 after the store recovered"
+exit 0
