@@ -16,7 +16,7 @@
 #include "chunk/layer_keys.h"
 #include "chunk/manifest.h"
 #include "cli/cli.h"
-#include "progress.h"
+#include "base/progress.h"
 #include "store/layer_io.h"
 #include "store/store.h"
 

@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <unordered_set>
 
-#include "../snap-chunk/progress.h"
+#include "base/progress.h"
 #include "base/error.h"
 #include "base/log.h"
 #include "base/tool.h"
