@@ -102,9 +102,9 @@ int main(int argc, char** argv) {
                  "snapfs"};
     Flags f;
     add_common_flags(app, f.common);
-    app.add_option("ID", f.positional,
-                   "Manifest id, or NAME=ID several times to mount layers side by side as MOUNTPOINT/NAME; "
-                   "then MOUNTPOINT (an empty directory)")
+    app.add_option("ARGS", f.positional,
+                   "ID MOUNTPOINT, or NAME=ID... MOUNTPOINT to mount layers side by side as "
+                   "MOUNTPOINT/NAME; MOUNTPOINT is an empty directory")
         ->required()
         ->expected(2, 1 << 16);
     app.add_option("--store", f.store, "Store URI: dir:/path, memcached://..., s3://..., tiered:...")->required();
