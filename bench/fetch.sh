@@ -10,6 +10,8 @@
 #   FETCH_FN_MIB=32     size of each function layer in the hit-ratio mix
 #   FETCH_PARALLEL=16   snap-fetch --parallel and curl --parallel-max
 #   FETCH_DIR=...       scratch directory (default /dev/shm when it has room)
+# Word splitting of $(tier_stat ...) into "set --" is intended; A && B || skip is too.
+# shellcheck disable=SC2046,SC2015
 set -u
 O=${1:-build}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
