@@ -46,7 +46,7 @@ struct SnapfsOptions {
     std::string record_path;    // write the access log here on unmount
     std::string prefetch_path;  // fetch in this order in the background
     bool foreground = true;
-    bool direct_io_everywhere = false;  // `mem` too (then it cannot be mmapped)
+    bool direct_io_everywhere = true;  // `mem` too (then it can only be read, not mmapped)
 };
 
 // Checks that `path` can take a mount: an existing, empty directory that is not a

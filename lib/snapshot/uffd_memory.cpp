@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "base/io.h"
 #include "base/log.h"
 #include "kvm/guest_memory.h"
 #include "snapshot/snapshot_dir.h"
@@ -197,15 +198,24 @@ UffdMemory::UffdMemory(Userfaultfd uffd, uint8_t* base, uint64_t size, PageSourc
     for (const auto& f : source_.files) {
         struct stat st;
         if (::fstat(f.fd, &st) < 0) throw_errno(f.name);
+        file_sizes_.push_back(static_cast<uint64_t>(st.st_size));
         if (st.st_size == 0) {
             maps_.emplace_back();
             continue;
         }
         // Read-only and shared: the guest gets copies (UFFDIO_COPY); this mapping
         // only lets the kernel copy straight from the page cache without a bounce
-        // buffer.
-        maps_.push_back(Mapping::map(static_cast<size_t>(st.st_size), PROT_READ, MAP_SHARED, f.fd, 0,
-                                     "mmap " + f.name));
+        // buffer.  A file that cannot be mapped (a snapfs file in direct-I/O mode:
+        // FUSE refuses shared mappings there, ENODEV) is read with pread instead,
+        // which keeps it out of the page cache entirely.
+        void* p = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_SHARED, f.fd, 0);
+        if (p == MAP_FAILED) {
+            if (errno != ENODEV && errno != EACCES && errno != EINVAL) throw_errno("mmap " + f.name);
+            log_debug("%s: cannot be mapped (%s); pages are read with pread", f.name.c_str(), std::strerror(errno));
+            maps_.emplace_back();
+            continue;
+        }
+        maps_.emplace_back(p, static_cast<size_t>(st.st_size));
     }
     int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (efd < 0) throw_errno("uffd memory: eventfd");
@@ -358,11 +368,18 @@ const uint8_t* UffdMemory::source_ptr(uint64_t page, uint64_t n, const PageLocat
     if (loc.file < 0 || static_cast<size_t>(loc.file) >= maps_.size())
         throw Error("uffd memory: page " + std::to_string(page) + ": no source file " + std::to_string(loc.file));
     const Mapping& m = maps_[static_cast<size_t>(loc.file)];
-    const std::string& name = source_.files[static_cast<size_t>(loc.file)].name;
-    if (loc.offset % kPage != 0 || loc.offset > m.size() || n * kPage > m.size() - loc.offset)
-        throw DataError(name + ": page " + std::to_string(page) + " at offset " + std::to_string(loc.offset) +
-                        ": beyond the end of the file (" + std::to_string(m.size()) + " bytes)");
-    return m.data() + loc.offset;
+    const auto& file = source_.files[static_cast<size_t>(loc.file)];
+    const uint64_t size = file_sizes_[static_cast<size_t>(loc.file)];
+    if (loc.offset % kPage != 0 || loc.offset > size || n * kPage > size - loc.offset)
+        throw DataError(file.name + ": page " + std::to_string(page) + " at offset " + std::to_string(loc.offset) +
+                        ": beyond the end of the file (" + std::to_string(size) + " bytes)");
+    if (m.data()) return m.data() + loc.offset;
+    // Unmappable source: a bounce buffer per thread (the handler and the prefetcher).
+    thread_local std::vector<uint8_t> bounce;
+    if (bounce.size() < n * kPage) bounce.resize(n * kPage);
+    if (pread_full(file.fd, bounce.data(), n * kPage, static_cast<off_t>(loc.offset), file.name) != n * kPage)
+        throw DataError(file.name + ": short read at offset " + std::to_string(loc.offset));
+    return bounce.data();
 }
 
 uint64_t UffdMemory::install(uint64_t page, uint64_t n, const uint8_t* src, Caller who) {

@@ -219,7 +219,8 @@ private:
     uint64_t size_;
     PageSource source_;
     UffdOptions opts_;
-    std::vector<Mapping> maps_;  // per source file, read-only
+    std::vector<Mapping> maps_;  // per source file, read-only; empty when it cannot be mapped
+    std::vector<uint64_t> file_sizes_;
     UniqueFd stop_fd_;           // eventfd: wakes the handler's poll
     std::thread handler_;
     std::thread prefetcher_;

@@ -30,7 +30,7 @@ struct Flags {
     uint64_t timeout_ms = 10000;
     unsigned fetch_threads = 8;
     bool foreground = false;
-    bool direct_io_all = false;
+    bool cache_mem = false;
 };
 
 Digest parse_id(const std::string& s) {
@@ -71,7 +71,7 @@ int run(Flags& f) {
     o.record_path = f.record;
     o.prefetch_path = f.prefetch;
     o.foreground = f.foreground;
-    o.direct_io_everywhere = f.direct_io_all;
+    o.direct_io_everywhere = !f.cache_mem;
     Snapfs fs(*store, std::move(layers), std::move(o));
     fs.run(mountpoint);
     ChunkCacheStats s = fs.stats();
@@ -121,9 +121,9 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(1, 3600000));
     app.add_option("--fetch-threads", f.fetch_threads, "Parallel store reads (default 8)")->check(CLI::Range(1, 256));
     app.add_flag("-f,--foreground", f.foreground, "Stay in the foreground (default: detach once mounted)");
-    app.add_flag("--direct-io-all", f.direct_io_all,
-                 "Open mem with direct I/O too (no page cache at all; mem can then not be mmapped, so the "
-                 "uffd restore backend cannot use it)");
+    app.add_flag("--cache-mem", f.cache_mem,
+                 "Let mem go through the kernel page cache so it can be mmapped (shared between readers; "
+                 "default: direct I/O for every file)");
     app.footer("Stop with SIGTERM/SIGINT or fusermount3 -u MOUNTPOINT.\n"
                "Exit status: 64 usage; 65 corrupt manifest or wrong key; 66 missing manifest or mountpoint;\n"
                "69 store or FUSE unavailable; 73 mountpoint not empty or in use; 78 no secret.  See snapfs(1).");
