@@ -26,24 +26,7 @@ assert_eq "$nb" 3 "invokes seen by VM B"
 # Guest memory: the mapping of exactly the guest's size is anonymous, private,
 # and shares no page with anything.
 check_mem() {  # PID SIZE_KIB
-    python3 - "$1" "$2" <<'PY' || fail "guest memory of pid $1 is not private anonymous"
-import sys
-pid, size = sys.argv[1], int(sys.argv[2])
-maps, cur = [], None
-for line in open(f"/proc/{pid}/smaps"):
-    f = line.split()
-    if '-' in f[0] and len(f) >= 5 and ':' not in f[0]:
-        cur = {"name": f[5] if len(f) > 5 else ""}
-        maps.append(cur)
-    elif f[0].endswith(':') and len(f) >= 2 and f[1].isdigit():
-        cur[f[0][:-1]] = int(f[1])
-guest = [m for m in maps if m.get("Size") == size]
-assert len(guest) == 1, f"expected one {size} KiB guest mapping, found {len(guest)}"
-g = guest[0]
-assert g["name"] == "", f"guest memory is file-backed: {g['name']}"
-assert g["Shared_Clean"] == 0 and g["Shared_Dirty"] == 0, f"guest memory has shared pages: {g}"
-assert g["Rss"] > 0 and g["Anonymous"] == g["Rss"], f"guest memory not anonymous: {g}"
-PY
+    python3 "$ROOT/tests/cli/guest_ram_private.py" "$1" "$2" || fail "guest memory of pid $1 is not private anonymous"
 }
 check_mem $a $((32 * 1024))
 check_mem $b $((48 * 1024))

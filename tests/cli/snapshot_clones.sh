@@ -25,23 +25,8 @@ done
 # Memory of every clone: the 32 MiB guest mapping is anonymous and private.
 i=0
 while [ $i -lt $N ]; do
-    python3 - "$(cat "$T/c$i.pid")" $((32 * 1024)) <<'PY' || fail "clone $i: guest memory not private anonymous"
-import sys
-pid, size = sys.argv[1], int(sys.argv[2])
-maps, cur = [], None
-for line in open(f"/proc/{pid}/smaps"):
-    f = line.split()
-    if '-' in f[0] and ':' not in f[0]:
-        cur = {"name": f[5] if len(f) > 5 else "", "perms": f[1]}; maps.append(cur)
-    elif f[0].endswith(':') and len(f) >= 2 and f[1].isdigit():
-        cur[f[0][:-1]] = int(f[1])
-# The guest's RAM is the writable mapping of its size (the uffd handler also maps
-# the snapshot's mem file read-only, as the source it copies pages from).
-g = [m for m in maps if m.get("Size") == size and m["perms"].startswith("rw")]
-assert len(g) == 1, len(g)
-g = g[0]
-assert g["name"] == "" and g["Shared_Clean"] == 0 and g["Shared_Dirty"] == 0 and g["Anonymous"] == g["Rss"] > 0, g
-PY
+    python3 "$ROOT/tests/cli/guest_ram_private.py" "$(cat "$T/c$i.pid")" $((32 * 1024)) ||
+        fail "clone $i: guest memory not private anonymous"
     i=$((i + 1))
 done
 
