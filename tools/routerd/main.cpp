@@ -1,0 +1,75 @@
+// routerd: the Lambda Invoke API in front of assignd and the sandboxes (routerd(1)).
+#include <signal.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include "base/error.h"
+#include "base/log.h"
+#include "base/tool.h"
+#include "cli/cli.h"
+#include "http/http_server.h"
+#include "router.h"
+
+using namespace kindling;
+
+int main(int argc, char** argv) {
+    return run_tool("routerd", [&]() -> int {
+        CLI::App app{"routerd: the AWS Lambda Invoke API (SigV4) in front of assignd and the sandboxes.\n"
+                     "Prints the bound address on stdout; SIGHUP reloads the functions and credentials files."};
+        CommonFlags common;
+        routerd::RouterOptions o;
+        std::string listen = "127.0.0.1:9001";
+        add_common_flags(app, common, false);
+        app.add_option("--listen", listen, "TCP address to serve the Lambda API on (port 0: any)")
+            ->capture_default_str();
+        app.add_option("--functions", o.functions_path, "Function registry (JSON)")->required();
+        app.add_option("--credentials", o.credentials_path, "Access keys: `ACCESS_KEY SECRET TENANT` per line")
+            ->required();
+        app.add_option("--assignd", o.assignd_socket, "assignd's Unix socket")->required();
+        app.add_option("--queue-dir", o.queue_dir, "Durable queue of Event invocations (default: in memory)");
+        app.add_option("--workers", o.workers, "Invoke worker threads")->capture_default_str()->check(CLI::Range(1, 1024));
+        app.add_option("--acquire-wait-ms", o.acquire_wait_ms, "How long assignd may wait for a free sandbox before a 429")
+            ->capture_default_str();
+        app.add_option("--event-retry-delay-ms", o.event_retry_delay_ms, "Delay before the first Event retry (doubled for the second)")
+            ->capture_default_str();
+        if (int rc = parse_cli(app, argc, argv); rc >= 0) return rc;
+        apply_common_flags(common);
+
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGHUP);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGTERM);
+        pthread_sigmask(SIG_BLOCK, &set, nullptr);  // before any thread starts
+        signal(SIGPIPE, SIG_IGN);
+
+        routerd::Router router(o);
+        HttpServerOptions so;
+        so.max_body_bytes = 16 * 1024 * 1024;  // 413s past 6 MB come from the router, Lambda-style
+        so.label = "Lambda API";
+        so.error_formatter = [&router](int status, const std::string& m) { return router.error_response(status, m); };
+        HttpServer server(listen,
+                          HttpAsyncHandler([&router](const HttpRequest& r, HttpResponder respond) {
+                              router.handle(r, std::move(respond));
+                          }),
+                          so);
+        server.start();
+        std::printf("%s\n", server.address().c_str());
+        std::fflush(stdout);
+        log_info("listening on %s (assignd %s)", server.address().c_str(), o.assignd_socket.c_str());
+        for (;;) {
+            int sig = 0;
+            if (sigwait(&set, &sig) != 0) continue;
+            if (sig == SIGHUP) {
+                router.reload();
+                continue;
+            }
+            log_info("%s: stopping", strsignal(sig));
+            break;
+        }
+        server.stop();
+        router.stop();
+        return 0;
+    });
+}

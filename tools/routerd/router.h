@@ -1,0 +1,91 @@
+// routerd: the Lambda API front end (routerd(1)).  Authenticates with SigV4, resolves
+// the function, acquires a sandbox from assignd, invokes it over vsock, releases it.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "event_queue.h"
+#include "http/http_server.h"
+#include "http/sigv4_verify.h"
+#include "registry.h"
+#include "sandbox_client.h"
+
+namespace kindling::routerd {
+
+struct RouterOptions {
+    std::string functions_path;
+    std::string credentials_path;
+    std::string assignd_socket;
+    std::string queue_dir;
+    unsigned workers = 32;
+    unsigned acquire_wait_ms = 100;
+    unsigned event_retry_delay_ms = 1000;  // doubled for the second retry
+};
+
+class Router {
+public:
+    explicit Router(RouterOptions opts);
+    ~Router();
+    // Re-reads the functions and credentials files; keeps the old ones on error.
+    void reload();
+    void handle(const HttpRequest& req, HttpResponder respond);
+    HttpResponse error_response(int status, const std::string& message) const;
+    void stop();
+
+private:
+    struct InvokeResult;
+    HttpResponse route(const HttpRequest& req);
+    HttpResponse invoke(const HttpRequest& req, const SigV4Identity& who, const std::string& name,
+                        const std::string& qualifier);
+    InvokeResult run(const Function& f, const std::string& version, const std::string& payload, bool tail);
+    void submit(std::function<void()> job);
+    void worker_loop();
+    void event_loop();
+    void enqueue_event(QueuedEvent e, int attempt, std::chrono::steady_clock::time_point when);
+    std::shared_ptr<const Registry> registry() const;
+    std::string metrics() const;
+
+    RouterOptions opts_;
+    SigV4Verifier verifier_;
+    AssignClient assign_;
+    VsockPool pool_;
+    EventQueue queue_;
+    mutable std::mutex reg_mu_;
+    std::shared_ptr<const Registry> registry_;
+
+    std::mutex jobs_mu_;
+    std::condition_variable jobs_cv_;
+    std::deque<std::function<void()>> jobs_;
+    bool stopping_ = false;
+    std::vector<std::thread> workers_;
+
+    struct Delayed {
+        std::chrono::steady_clock::time_point when;
+        QueuedEvent e;
+        int attempt;
+    };
+    std::mutex ev_mu_;
+    std::condition_variable ev_cv_;
+    std::vector<Delayed> events_;
+    std::thread event_thread_;
+
+    // Metrics.
+    std::atomic<uint64_t> invokes_sync_{0}, invokes_event_{0}, invokes_dry_{0};
+    std::atomic<uint64_t> function_errors_{0}, timeouts_{0}, throttles_{0}, auth_failures_{0},
+        not_found_{0}, too_large_{0}, service_errors_{0}, cold_{0}, warm_{0}, event_retries_{0},
+        events_dropped_{0};
+    static constexpr int kBuckets = 14;
+    std::atomic<uint64_t> latency_buckets_[kBuckets + 1] = {};
+    std::atomic<uint64_t> latency_count_{0};
+    std::atomic<uint64_t> latency_sum_us_{0};
+};
+
+}  // namespace kindling::routerd

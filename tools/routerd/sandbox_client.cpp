@@ -1,0 +1,269 @@
+#include "sandbox_client.h"
+
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+namespace kindling::routerd {
+
+namespace {
+
+struct CurlDeleter {
+    void operator()(CURL* c) const { curl_easy_cleanup(c); }
+};
+
+size_t on_body(char* p, size_t sz, size_t n, void* ud) {
+    static_cast<std::string*>(ud)->append(p, sz * n);
+    return sz * n;
+}
+
+using Clock = std::chrono::steady_clock;
+
+int ms_left(Clock::time_point deadline) {
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    return ms < 0 ? 0 : static_cast<int>(std::min<long long>(ms, 1 << 30));
+}
+
+// Result of one protocol exchange: kBroken with `fresh_ok` means nothing came back
+// at all (a dead pooled connection — safe to retry).
+struct Exchange {
+    GuestAnswer answer;
+    bool nothing_received = false;
+};
+
+class Conn {
+public:
+    explicit Conn(int fd) : fd_(fd) {}
+    // Reads until a '\n'; false on EOF/error/timeout (why in err).
+    bool line(std::string& out, Clock::time_point deadline, GuestAnswer::Kind& err) {
+        for (;;) {
+            size_t nl = buf_.find('\n');
+            if (nl != std::string::npos) {
+                out = buf_.substr(0, nl);
+                buf_.erase(0, nl + 1);
+                return true;
+            }
+            if (buf_.size() > 64) return (err = GuestAnswer::kBroken), false;
+            if (!fill(deadline, err)) return false;
+        }
+    }
+    bool take(std::string& out, size_t n, Clock::time_point deadline, GuestAnswer::Kind& err) {
+        while (buf_.size() < n)
+            if (!fill(deadline, err)) return false;
+        out = buf_.substr(0, n);
+        buf_.erase(0, n);
+        return true;
+    }
+    bool any_received() const { return received_; }
+
+private:
+    bool fill(Clock::time_point deadline, GuestAnswer::Kind& err) {
+        pollfd p{fd_, POLLIN, 0};
+        for (;;) {
+            int r = ::poll(&p, 1, ms_left(deadline));
+            if (r < 0 && errno == EINTR) continue;
+            if (r == 0) return (err = GuestAnswer::kTimeout), false;
+            if (r < 0) return (err = GuestAnswer::kBroken), false;
+            break;
+        }
+        char tmp[65536];
+        ssize_t n = ::recv(fd_, tmp, sizeof tmp, MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) return true;
+        if (n <= 0) return (err = GuestAnswer::kBroken), false;
+        buf_.append(tmp, static_cast<size_t>(n));
+        received_ = true;
+        return true;
+    }
+    int fd_;
+    std::string buf_;
+    bool received_ = false;
+};
+
+bool send_all(int fd, const std::string& data, Clock::time_point deadline) {
+    size_t off = 0;
+    while (off < data.size()) {
+        ssize_t n = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            off += static_cast<size_t>(n);
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            pollfd p{fd, POLLOUT, 0};
+            if (::poll(&p, 1, ms_left(deadline)) <= 0) return false;
+            continue;
+        }
+        return false;
+    }
+    return true;
+}
+
+// Connects and performs the CONNECT 9000 handshake.
+UniqueFd open_conn(const std::string& vsock, Clock::time_point deadline, std::string& why) {
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    if (vsock.size() >= sizeof a.sun_path) {
+        why = vsock + ": socket path too long";
+        return {};
+    }
+    std::memcpy(a.sun_path, vsock.c_str(), vsock.size() + 1);
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) {
+        why = vsock + ": connect: " + std::strerror(errno);
+        return {};
+    }
+    if (!send_all(fd.get(), "CONNECT 9000\n", deadline)) {
+        why = vsock + ": CONNECT: " + std::strerror(errno);
+        return {};
+    }
+    // Read the handshake answer byte by byte so no INVOKE answer bytes are consumed.
+    std::string line;
+    for (;;) {
+        pollfd p{fd.get(), POLLIN, 0};
+        if (::poll(&p, 1, ms_left(deadline)) <= 0) {
+            why = vsock + ": no answer to CONNECT 9000";
+            return {};
+        }
+        char c;
+        ssize_t n = ::recv(fd.get(), &c, 1, 0);
+        if (n <= 0) {
+            why = vsock + ": closed during CONNECT 9000";
+            return {};
+        }
+        if (c == '\n') break;
+        line += c;
+        if (line.size() > 64) break;
+    }
+    if (line.rfind("OK ", 0) != 0) {
+        why = vsock + ": CONNECT 9000 answered '" + line + "'";
+        return {};
+    }
+    return fd;
+}
+
+Exchange exchange(int fd, const std::string& payload, Clock::time_point deadline) {
+    Exchange ex;
+    Conn c(fd);
+    if (!send_all(fd, "INVOKE " + std::to_string(payload.size()) + "\n" + payload, deadline)) {
+        ex.answer = {GuestAnswer::kBroken, std::string("send: ") + std::strerror(errno)};
+        ex.nothing_received = true;
+        return ex;
+    }
+    GuestAnswer::Kind err = GuestAnswer::kBroken;
+    std::string line, body;
+    if (!c.line(line, deadline, err)) {
+        ex.answer = {err, err == GuestAnswer::kTimeout ? "timeout" : "connection closed by the sandbox"};
+        ex.nothing_received = !c.any_received() && err == GuestAnswer::kBroken;
+        return ex;
+    }
+    size_t sp = line.find(' ');
+    std::string kind = line.substr(0, sp);
+    size_t n = 0;
+    try {
+        n = sp == std::string::npos ? 0 : std::stoul(line.substr(sp + 1));
+    } catch (const std::exception&) {
+        kind = "?";
+    }
+    if ((kind != "OK" && kind != "ERR") || n > (64u << 20)) {
+        ex.answer = {GuestAnswer::kBroken, "bad answer line from the sandbox"};
+        return ex;
+    }
+    if (!c.take(body, n, deadline, err)) {
+        ex.answer = {err, err == GuestAnswer::kTimeout ? "timeout" : "connection closed mid-answer"};
+        return ex;
+    }
+    ex.answer = {kind == "OK" ? GuestAnswer::kOk : GuestAnswer::kErr, std::move(body)};
+    return ex;
+}
+
+}  // namespace
+
+HttpResult AssignClient::request(const std::string& method, const std::string& path, const std::string& body,
+                                 std::chrono::milliseconds timeout) const {
+    thread_local std::unique_ptr<CURL, CurlDeleter> handle;
+    thread_local std::string handle_socket;
+    if (!handle || handle_socket != socket_) {
+        handle.reset(curl_easy_init());
+        handle_socket = socket_;
+    }
+    HttpResult out;
+    CURL* c = handle.get();
+    if (!c) return {0, "curl_easy_init failed"};
+    curl_easy_reset(c);
+    std::string url = "http://assignd" + path;
+    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, socket_.c_str());
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &out.body);
+    struct curl_slist* hdrs = nullptr;
+    if (method == "POST") {
+        hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+        hdrs = curl_slist_append(hdrs, "Expect:");
+        curl_easy_setopt(c, CURLOPT_POST, 1L);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.c_str());
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    }
+    CURLcode rc = curl_easy_perform(c);
+    if (hdrs) curl_slist_free_all(hdrs);
+    if (rc != CURLE_OK) return {0, "assignd " + socket_ + ": " + curl_easy_strerror(rc)};
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out.status);
+    return out;
+}
+
+HttpResult AssignClient::post(const std::string& path, const std::string& json_body,
+                              std::chrono::milliseconds timeout) const {
+    return request("POST", path, json_body, timeout);
+}
+
+HttpResult AssignClient::get(const std::string& path) const {
+    return request("GET", path, "", std::chrono::milliseconds(5000));
+}
+
+GuestAnswer VsockPool::invoke(const std::string& sandbox, const std::string& vsock, const std::string& payload,
+                              Clock::time_point deadline, bool* reused) {
+    std::string key = sandbox + "\n" + vsock;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        UniqueFd fd;
+        bool pooled = false;
+        if (attempt == 0) {
+            std::lock_guard lk(mu_);
+            auto it = idle_.find(key);
+            if (it != idle_.end() && !it->second.empty()) {
+                fd = std::move(it->second.back());
+                it->second.pop_back();
+                pooled = true;
+            }
+        }
+        if (!fd) {
+            std::string why;
+            fd = open_conn(vsock, deadline, why);
+            if (!fd) return {Clock::now() >= deadline ? GuestAnswer::kTimeout : GuestAnswer::kBroken, why};
+        }
+        if (reused) *reused = pooled;
+        Exchange ex = exchange(fd.get(), payload, deadline);
+        if (ex.answer.kind == GuestAnswer::kOk || ex.answer.kind == GuestAnswer::kErr) {
+            std::lock_guard lk(mu_);
+            auto& v = idle_[key];
+            if (v.size() < per_sandbox_) v.push_back(std::move(fd));
+            return ex.answer;
+        }
+        if (!(pooled && ex.nothing_received)) return ex.answer;
+        // A pooled connection that died while idle: try once on a new one.
+    }
+    return {GuestAnswer::kBroken, "unreachable"};
+}
+
+void VsockPool::forget(const std::string& sandbox, const std::string& vsock) {
+    std::lock_guard lk(mu_);
+    idle_.erase(sandbox + "\n" + vsock);
+}
+
+}  // namespace kindling::routerd

@@ -1,0 +1,59 @@
+// routerd's two clients: assignd (HTTP/JSON on its Unix socket, assign/assign_api.h,
+// through libcurl) and the sandboxes (the nano invoke protocol on the VM's hybrid-vsock
+// Unix socket), with a pool of open vsock connections per sandbox.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/fd.h"
+
+namespace kindling::routerd {
+
+struct HttpResult {
+    long status = 0;  // 0: transport failure (message in body)
+    std::string body;
+};
+
+class AssignClient {
+public:
+    explicit AssignClient(std::string socket_path) : socket_(std::move(socket_path)) {}
+    // One libcurl handle per calling thread (keep-alive to assignd).
+    HttpResult post(const std::string& path, const std::string& json_body,
+                    std::chrono::milliseconds timeout) const;
+    HttpResult get(const std::string& path) const;
+
+private:
+    HttpResult request(const std::string& method, const std::string& path, const std::string& body,
+                       std::chrono::milliseconds timeout) const;
+    std::string socket_;
+};
+
+struct GuestAnswer {
+    enum Kind { kOk, kErr, kTimeout, kBroken } kind = kBroken;
+    std::string body;  // payload, error text, or what broke
+};
+
+// Open connections to sandboxes, keyed by sandbox id + vsock path.
+class VsockPool {
+public:
+    explicit VsockPool(size_t per_sandbox = 4) : per_sandbox_(per_sandbox) {}
+    // INVOKE on a pooled connection (or a new one); the connection goes back to the
+    // pool after OK/ERR, is closed otherwise.  A pooled connection found dead before
+    // any answer is retried once on a fresh one.
+    GuestAnswer invoke(const std::string& sandbox, const std::string& vsock, const std::string& payload,
+                       std::chrono::steady_clock::time_point deadline, bool* reused = nullptr);
+    // Drops every pooled connection of a sandbox (destroyed).
+    void forget(const std::string& sandbox, const std::string& vsock);
+
+private:
+    std::mutex mu_;
+    std::map<std::string, std::vector<UniqueFd>> idle_;
+    size_t per_sandbox_;
+};
+
+}  // namespace kindling::routerd
