@@ -24,7 +24,7 @@ cat >"$T/functions.json" <<EOC
 EOC
 mkdir "$T/sb"
 if [ "${ROUTERD_REAL_ASSIGND:-0}" = 1 ] && [ -x "$BIN/assignd" ]; then
-    bg "$BIN/assignd" --listen "$T/assignd.sock" >"$T/assignd.out" 2>"$T/assignd.err"
+    bg "$BIN/assignd" --socket "$T/assignd.sock" --journal "file:$T/journal" --run-dir "$T/sb/run" >"$T/assignd.out" 2>"$T/assignd.err"
 else
     bg python3 "$ROOT/tests/helpers/fake_assignd.py" "$T/assignd.sock" "$T/sb" "$BIN/fc-launch" >"$T/assignd.out" 2>"$T/assignd.err"
 fi
