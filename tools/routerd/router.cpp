@@ -69,7 +69,10 @@ std::string query_param(std::string_view query, std::string_view name) {
 std::string console_tail(const std::string& vsock) {
     std::vector<std::string> candidates;
     if (vsock.size() > 5 && vsock.compare(vsock.size() - 5, 5, ".sock") == 0)
+    {
         candidates.push_back(vsock.substr(0, vsock.size() - 5) + ".console");
+        candidates.push_back(vsock.substr(0, vsock.size() - 5) + ".log");  // assignd's run dir
+    }
     candidates.push_back(vsock + ".console");
     for (const auto& p : candidates) {
         int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
