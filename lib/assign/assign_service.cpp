@@ -17,6 +17,8 @@
 #include <condition_variable>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <list>
 #include <map>
 #include <mutex>
@@ -70,12 +72,9 @@ bool socket_accepts(const std::string& path) {
 // Is `pid` an fc-launch serving `vsock`?  (After a restart the pid may have been
 // reused by anything.)
 bool is_our_fc_launch(int64_t pid, const std::string& vsock) {
-    std::string cmd;
-    try {
-        cmd = read_file("/proc/" + std::to_string(pid) + "/cmdline");
-    } catch (const std::exception&) {
-        return false;
-    }
+    // /proc files report size 0: read to EOF rather than by size.
+    std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+    std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     std::vector<std::string> argv;
     size_t start = 0;
     for (size_t i = 0; i < cmd.size(); i++)
@@ -470,7 +469,7 @@ struct AssignService::Impl {
     void handle(const HttpRequest& req, HttpResponder respond) {
         std::string_view path = req.path();
         try {
-            if (path == kAssignAcquirePath && req.method == "POST") return acquire(req, std::move(respond));
+            if (path == kAssignAcquirePath && req.method == "POST") return acquire(req, respond);  // moves respond only once the request parsed
             if (path == kAssignReleasePath && req.method == "POST") return respond(release(req));
             if (path == kAssignSandboxesPath && req.method == "GET") return respond(list());
             if (path == kAssignDrainPath && req.method == "POST") return respond(drain(req));
@@ -511,7 +510,7 @@ struct AssignService::Impl {
         return v;
     }
 
-    void acquire(const HttpRequest& req, HttpResponder respond) {
+    void acquire(const HttpRequest& req, HttpResponder& respond) {
         json j = parse_body(req);
         Waiter w;
         w.function = get_string(j, "function", true);
