@@ -16,7 +16,8 @@
 //     400 bad request, 503 placement failed (the message says why)
 //   POST /v1/release   {"lease": "L7-3", "outcome": "ok" | "error" | "destroy"}
 //     204  ok/error: the sandbox goes back to idle; destroy: it is killed (a timed-out
-//          invoke: never reuse it).  An unknown or already released lease is 404.
+//          invoke: never reuse it).  An unknown or already released lease is 404, and
+//          so is the lease of a sandbox that died meanwhile (the message says so).
 //   GET  /v1/sandboxes [{"id", "function", "version", "state": "creating|idle|busy|dead",
 //                        "pid", "vsock", "invokes", "last_used_ms"}]
 //   POST /v1/drain     {"function": "hello"}  (all functions if absent): idle

@@ -1,0 +1,68 @@
+#include <doctest/doctest.h>
+
+#include <stdlib.h>
+
+#include <filesystem>
+#include <string>
+
+#include "assign/journal.h"
+#include "assign/sandbox_table.h"
+#include "base/log.h"
+
+using namespace kindling;
+
+TEST_CASE("sandbox table: transitions, idle lists, concurrency counts, leases, rebuild") {
+    log_init("unit", LogLevel::kQuiet);
+    char tmpl[] = "/tmp/kindling-table.XXXXXX";
+    std::string dir = ::mkdtemp(tmpl);
+    {
+        FileJournal j(dir + "/j");
+        SandboxTable t(j);
+        Sandbox& a = t.create("f", "1", "/run");
+        CHECK(a.id == "sb-1");
+        CHECK(a.vsock == "/run/sb-1.sock");
+        CHECK(t.active("f") == 1);  // creating counts against the limit
+        t.set_pid("sb-1", 101);
+        t.to_busy(a);
+        std::string lease = a.lease;
+        CHECK(t.find_lease(lease) == &a);
+        CHECK(t.take_idle("f", "1") == nullptr);
+        t.to_idle(a);
+        CHECK(t.find_lease(lease) == nullptr);  // a lease ends with its release
+        CHECK(t.active("f") == 0);
+        Sandbox& b = t.create("f", "2", "/run");
+        t.set_pid(b.id, 102);
+        t.to_busy(b);
+        CHECK(t.take_idle("f", "2") == nullptr);  // versions don't share sandboxes
+        Sandbox* w = t.take_idle("f", "1");
+        REQUIRE(w == &a);
+        CHECK(a.state == SandboxState::kBusy);
+        CHECK(a.lease != lease);
+        CHECK(t.active("f") == 2);
+        std::string dead_lease = b.lease;
+        t.to_dead(b);
+        CHECK(t.find_lease(dead_lease) == nullptr);
+        CHECK(t.live() == 1);
+        Sandbox& c = t.create("g", "1", "/run");
+        t.set_pid(c.id, 103);
+        t.to_busy(c);
+        t.to_idle(c);
+        t.destroy(c.id);
+        CHECK(t.find(c.id) == nullptr);
+        j.sync(j.append_nowait(JournalRecord{SandboxEvent::kIdle, "sb-1"}));
+    }
+    FileJournal j(dir + "/j");
+    SandboxTable t(j);
+    t.rebuild();
+    REQUIRE(t.all().size() == 2);
+    CHECK(t.find("sb-1")->pid == 101);
+    CHECK(t.find("sb-1")->state == SandboxState::kIdle);
+    CHECK(t.find("sb-2")->state == SandboxState::kDead);
+    CHECK(t.find("sb-3") == nullptr);
+    // Replayed idle sandboxes join the idle list once the owner confirms them.
+    CHECK(t.take_idle("f", "1") == nullptr);
+    t.to_idle(*t.find("sb-1"));
+    CHECK(t.take_idle("f", "1") == t.find("sb-1"));
+    CHECK(t.create("f", "1", "/run").id == "sb-4");  // ids are never reused
+    std::filesystem::remove_all(dir);
+}
