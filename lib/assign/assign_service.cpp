@@ -366,6 +366,13 @@ struct AssignService::Impl {
         posix_spawnattr_setsigdefault(&attr, &defaults);
         posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
         std::vector<std::string> args = {opt.fc_launch, "--restore", snapshot_dir, "--vsock", s.vsock};
+        // REAP: a page access log kept alongside the snapshot (recorded by a first
+        // restore with --record-access DIR/access.log) is prefetched before the
+        // sandbox's vCPUs run.
+        if (std::string log = snapshot_dir + "/access.log"; ::access(log.c_str(), R_OK) == 0) {
+            args.push_back("--prefetch");
+            args.push_back(log);
+        }
         std::vector<char*> argv;
         for (auto& a : args) argv.push_back(a.data());
         argv.push_back(nullptr);
