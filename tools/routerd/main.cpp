@@ -31,6 +31,11 @@ int main(int argc, char** argv) {
         app.add_option("--workers", o.workers, "Invoke worker threads")->capture_default_str()->check(CLI::Range(1, 1024));
         app.add_option("--acquire-wait-ms", o.acquire_wait_ms, "How long assignd may wait for a free sandbox before a 429")
             ->capture_default_str();
+        unsigned request_timeout_ms = 30000;
+        app.add_option("--request-timeout-ms", request_timeout_ms,
+                       "Time a client gets to send a whole request (also the keep-alive idle limit)")
+            ->capture_default_str()
+            ->check(CLI::Range(100u, 3600000u));
         app.add_option("--event-retry-delay-ms", o.event_retry_delay_ms, "Delay before the first Event retry (doubled for the second)")
             ->capture_default_str();
         if (int rc = parse_cli(app, argc, argv); rc >= 0) return rc;
@@ -48,6 +53,7 @@ int main(int argc, char** argv) {
         HttpServerOptions so;
         so.max_body_bytes = 16 * 1024 * 1024;  // 413s past 6 MB come from the router, Lambda-style
         so.label = "Lambda API";
+        so.request_timeout = std::chrono::milliseconds(request_timeout_ms);
         so.error_formatter = [&router](int status, const std::string& m) { return router.error_response(status, m); };
         HttpServer server(listen,
                           HttpAsyncHandler([&router](const HttpRequest& r, HttpResponder respond) {

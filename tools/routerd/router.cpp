@@ -43,11 +43,15 @@ std::string arn(const std::string& region, const std::string& tenant, const std:
     return "arn:aws:lambda:" + region + ":" + tenant + ":function:" + name + (qualifier.empty() ? "" : ":" + qualifier);
 }
 
+// Names, qualifiers, headers and guest error text may be any bytes: invalid UTF-8 is
+// replaced (U+FFFD) rather than thrown on by nlohmann's dump().
+std::string to_text(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
 HttpResponse lambda_error(int status, const std::string& code, const std::string& message,
                           const std::string& reason = "") {
     json body = {{"Type", "User"}, {"message", message}};
     if (!reason.empty()) body["Reason"] = reason;
-    HttpResponse r = HttpResponse::json(status, body.dump());
+    HttpResponse r = HttpResponse::json(status, to_text(body));
     r.headers.set("X-Amzn-ErrorType", code);
     return r;
 }
@@ -271,7 +275,7 @@ HttpResponse Router::route(const HttpRequest& req) {
         json list = json::array();
         for (const Function* f : registry()->of_tenant(who.tenant))
             list.push_back(function_config(*f, who.region, "$LATEST"));
-        return HttpResponse::json(200, json{{"Functions", list}}.dump());
+        return HttpResponse::json(200, to_text(json{{"Functions", list}}));
     }
     if (rest.empty() || rest[0] != '/')
         return lambda_error(404, "UnknownOperationException", "Unknown operation " + req.method + " " + path);
@@ -320,7 +324,7 @@ HttpResponse Router::route(const HttpRequest& req) {
         json out = {{"Configuration", cfg},
                     {"Code", {{"RepositoryType", "kindling"}, {"Location", s.dir.empty() ? s.store + "#" + s.manifest : s.dir}}},
                     {"Concurrency", {{"ReservedConcurrentExecutions", f->concurrency}}}};
-        return HttpResponse::json(200, out.dump());
+        return HttpResponse::json(200, to_text(out));
     }
     if (op == "invocations" && req.method == "POST") {
         HttpResponse r = invoke(req, who, name, *version);
@@ -428,6 +432,20 @@ Router::InvokeResult Router::run(const Function& f, const std::string& version, 
     }
     (cold ? cold_ : warm_)++;
     res.cold = cold;
+    // A throw from here to the release below must not leave the sandbox busy for ever.
+    struct LeaseGuard {
+        const AssignClient& assign;
+        const std::string& lease;
+        bool armed = true;
+        ~LeaseGuard() {
+            if (!armed) return;
+            try {
+                assign.post(kAssignReleasePath, to_text(json{{"lease", lease}, {"outcome", "destroy"}}),
+                            std::chrono::milliseconds(10000));
+            } catch (...) {
+            }
+        }
+    } guard{assign_, lease};
     auto t_acq = Clock::now();
     auto deadline = t_acq + std::chrono::microseconds(static_cast<int64_t>(f.timeout_s * 1e6));
     bool reused = false;
@@ -449,7 +467,7 @@ Router::InvokeResult Router::run(const Function& f, const std::string& version, 
         } catch (const json::exception&) {
             body = {{"errorMessage", ans.body}, {"errorType", "Unhandled"}};
         }
-        res.body = body.dump();
+        res.body = to_text(body);
         break;
     }
     case GuestAnswer::kTimeout: {
@@ -459,7 +477,7 @@ Router::InvokeResult Router::run(const Function& f, const std::string& version, 
         res.kind = InvokeResult::kFunctionError;
         char secs[32];
         std::snprintf(secs, sizeof secs, "%.2f", f.timeout_s);
-        res.body = json{{"errorMessage", iso_now_ms() + " " + rid + " Task timed out after " + secs + " seconds"}}.dump();
+        res.body = to_text(json{{"errorMessage", iso_now_ms() + " " + rid + " Task timed out after " + secs + " seconds"}});
         pool_.forget(sandbox, vsock);
         break;
     }
@@ -467,9 +485,8 @@ Router::InvokeResult Router::run(const Function& f, const std::string& version, 
         function_errors_++;
         outcome = "destroy";
         res.kind = InvokeResult::kFunctionError;
-        res.body = json{{"errorMessage", "RequestId: " + rid + " Error: Runtime exited: " + ans.body},
-                        {"errorType", "Runtime.ExitError"}}
-                       .dump();
+        res.body = to_text(json{{"errorMessage", "RequestId: " + rid + " Error: Runtime exited: " + ans.body},
+                                {"errorType", "Runtime.ExitError"}});
         pool_.forget(sandbox, vsock);
         break;
     }
@@ -483,7 +500,8 @@ Router::InvokeResult Router::run(const Function& f, const std::string& version, 
         std::string log = console_tail(vsock) + "START RequestId: " + rid + " Version: " + version + "\n" + report;
         res.log = log.size() > kLogTail ? log.substr(log.size() - kLogTail) : log;
     }
-    HttpResult rel = assign_.post(kAssignReleasePath, json{{"lease", lease}, {"outcome", outcome}}.dump(),
+    guard.armed = false;
+    HttpResult rel = assign_.post(kAssignReleasePath, to_text(json{{"lease", lease}, {"outcome", outcome}}),
                                   std::chrono::milliseconds(10000));
     if (rel.status != 204 && rel.status != 200)
         log_warn("assignd release %s (%s): %s %s", lease.c_str(), outcome.c_str(),

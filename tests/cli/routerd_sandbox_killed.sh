@@ -1,0 +1,92 @@
+#!/bin/sh
+# routerd: a sandbox killed mid-invoke (kill -9 its fc-launch) -> that client gets a
+# function error (Runtime.ExitError), the sandbox is not reused, later invokes succeed.
+. "$(dirname "$0")/../lib.sh"
+need_kvm
+python3 -c 'import botocore' 2>/dev/null || skip "python3 with botocore is needed to sign requests"
+[ -x "$BIN/routerd" ] || skip "routerd not built"
+
+# lam.py ADDR METHOD PATH [BODY]: one SigV4-signed request as alice; prints the status,
+# X-Amz-Function-Error, X-Amzn-ErrorType (- when absent) and the body, one per line.
+# call(..., unsigned={name: value}) adds header fields after signing.
+cat >"$T/lam.py" <<'PY'
+import http.client, sys
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+def call(addr, method, path, body=b"", headers=None, timeout=60, unsigned=None):
+    r = AWSRequest(method=method, url="http://%s%s" % (addr, path), data=body, headers=headers or {})
+    SigV4Auth(Credentials("AKIDALICE0000000", "alice-secret"), "lambda", "us-east-1").add_auth(r)
+    host, port = addr.rsplit(":", 1)
+    c = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    c.request(method, path, body=body, headers=dict(r.headers, **(unsigned or {})))
+    resp = c.getresponse()
+    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read().decode(errors="replace")
+def show(res):
+    s, h, b = res
+    print("%d\n%s\n%s\n%s" % (s, h.get("x-amz-function-error", "-"), h.get("x-amzn-errortype", "-"), b))
+if __name__ == "__main__":
+    show(call(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].encode() if len(sys.argv) > 4 else b""))
+PY
+printf 'AKIDALICE0000000 alice-secret 111111111111\n' >"$T/creds"
+
+# The real assignd when built (ROUTERD_FAKE_ASSIGND=1: tests/helpers/fake_assignd.py).
+start_assignd() {
+    if [ "${ROUTERD_FAKE_ASSIGND:-0}" != 1 ] && [ -x "$BIN/assignd" ]; then
+        bg "$BIN/assignd" --socket "$T/assignd.sock" --journal "file:$T/journal" --run-dir "$T/run" >"$T/assignd.out" 2>"$T/assignd.err"
+    else
+        mkdir -p "$T/run"
+        bg python3 "$ROOT/tests/helpers/fake_assignd.py" "$T/assignd.sock" "$T/run" "$BIN/fc-launch" >"$T/assignd.out" 2>"$T/assignd.err"
+    fi
+    wait_for_file "$T/assignd.sock" 10 || fail "assignd did not start: $(cat "$T/assignd.err")"
+}
+# start_routerd [OPTION...]: sets ADDR and RPID.
+start_routerd() {
+    bg "$BIN/routerd" -v --listen 127.0.0.1:0 --functions "$T/functions.json" --credentials "$T/creds" \
+        --assignd "$T/assignd.sock" "$@" >"$T/routerd.out" 2>"$T/routerd.err"
+    RPID=$!
+    i=0; while [ ! -s "$T/routerd.out" ]; do i=$((i+1)); [ $i -gt 500 ] && fail "routerd: $(cat "$T/routerd.err")"; sleep 0.01; done
+    ADDR=$(head -1 "$T/routerd.out")
+}
+invoke() { python3 "$T/lam.py" "$ADDR" POST "/2015-03-31/functions/$1/invocations" "$2"; }
+sandboxes() { curl -s --unix-socket "$T/assignd.sock" http://assignd/v1/sandboxes; }
+
+# init-heavy with a 64 MiB table: "chase 0 16777216" is 16M cache misses, seconds long.
+"$BIN/snap-make" --nano "$GUEST/init-heavy.elf" --mem 96 --boot-args table=64 --out "$T/snap" >"$T/snap.log" 2>&1 ||
+    fail "snap-make: $(cat "$T/snap.log")"
+SLOW="chase 0 16777216"
+cat >"$T/functions.json" <<EOC
+{"functions": [{"name": "heavy", "tenant": "111111111111", "memory": 96, "timeout": 60, "concurrency": 2,
+                "snapshot": {"dir": "$T/snap"}}]}
+EOC
+start_assignd
+start_routerd
+out=$(invoke heavy info) || fail "first invoke: $out"
+assert_eq "$(echo "$out" | sed -n 1p)" 200 "first invoke"
+set -- $(sandboxes | python3 -c 'import json,sys; s=json.load(sys.stdin); assert len(s)==1, s; print(s[0]["id"], s[0]["pid"])')
+SB=$1; SBPID=$2
+
+invoke heavy "$SLOW" >"$T/slow.out" 2>&1 &
+CLIENT=$!
+# Kill it once the slow invoke has reached the sandbox (it is busy).
+i=0; until sandboxes | grep -q '"state":"busy"'; do i=$((i+1)); [ $i -gt 500 ] && fail "sandbox never busy: $(sandboxes)"; sleep 0.01; done
+sleep 0.2
+kill -9 "$SBPID"
+wait "$CLIENT" || fail "client: $(cat "$T/slow.out")"
+out=$(cat "$T/slow.out")
+assert_eq "$(echo "$out" | sed -n 1p)" 200 "status after the kill"
+assert_eq "$(echo "$out" | sed -n 2p)" Unhandled "X-Amz-Function-Error after the kill"
+assert_contains "$(echo "$out" | sed -n 4p)" '"errorType":"Runtime.ExitError"' "error type after the kill"
+
+for n in 1 2 3; do
+    out=$(invoke heavy info) || fail "invoke $n after the kill: $out"
+    assert_eq "$(echo "$out" | sed -n 1p)" 200 "invoke $n after the kill"
+    assert_eq "$(echo "$out" | sed -n 2p)" - "invoke $n after the kill is not an error"
+done
+sandboxes | python3 -c '
+import json, sys
+live = [s for s in json.load(sys.stdin) if s["state"] != "dead"]
+assert len(live) == 1 and live[0]["id"] != sys.argv[1], live' "$SB" || fail "sandboxes after the kill: $(sandboxes)"
+m=$(curl -s "http://$ADDR/metrics")
+assert_contains "$m" 'kindling_routerd_sandbox_starts_total{start="cold"} 2' "one new sandbox after the kill"
+exit 0
