@@ -226,10 +226,25 @@ void Router::worker_loop() {
     }
 }
 
+namespace {
+// A worker serving a client request answers it before releasing the sandbox to
+// assignd: the release is one more HTTP round trip the client need not wait for
+// (a later acquire that finds the sandbox still busy waits for this release).
+thread_local bool t_defer_release = false;
+thread_local std::function<void()> t_after_response;
+}  // namespace
+
 void Router::handle(const HttpRequest& req, HttpResponder respond) {
     submit([this, req, respond = std::move(respond)] {
         std::string rid = request_id();
         HttpResponse r;
+        t_defer_release = true;
+        struct AfterResponse {
+            ~AfterResponse() {
+                t_defer_release = false;
+                if (auto f = std::exchange(t_after_response, nullptr)) f();
+            }
+        } after;
         try {
             r = route(req);
         } catch (const std::exception& e) {
@@ -501,11 +516,15 @@ Router::InvokeResult Router::run(const Function& f, const std::string& version, 
         res.log = log.size() > kLogTail ? log.substr(log.size() - kLogTail) : log;
     }
     guard.armed = false;
-    HttpResult rel = assign_.post(kAssignReleasePath, to_text(json{{"lease", lease}, {"outcome", outcome}}),
-                                  std::chrono::milliseconds(10000));
-    if (rel.status != 204 && rel.status != 200)
-        log_warn("assignd release %s (%s): %s %s", lease.c_str(), outcome.c_str(),
-                 rel.status ? std::to_string(rel.status).c_str() : "", rel.body.c_str());
+    auto release = [this, lease, outcome] {
+        HttpResult rel = assign_.post(kAssignReleasePath, to_text(json{{"lease", lease}, {"outcome", outcome}}),
+                                      std::chrono::milliseconds(10000));
+        if (rel.status != 204 && rel.status != 200)
+            log_warn("assignd release %s (%s): %s %s", lease.c_str(), outcome.c_str(),
+                     rel.status ? std::to_string(rel.status).c_str() : "", rel.body.c_str());
+    };
+    if (t_defer_release) t_after_response = release;
+    else release();
     double secs = std::chrono::duration<double>(Clock::now() - t0).count();
     int b = 0;
     while (b < kBuckets && secs > kBucketBounds[b]) ++b;
