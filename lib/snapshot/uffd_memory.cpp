@@ -288,7 +288,7 @@ void UffdMemory::fail(const std::string& why) noexcept {
         failure_ = why;
         failed_.store(true, std::memory_order_release);
     }
-    log_error("%s", why.c_str());
+    if (!opts_.on_failure) log_error("%s", why.c_str());
     if (opts_.on_failure) {
         try {
             opts_.on_failure(why);
@@ -351,7 +351,18 @@ void UffdMemory::serve_fault(uint64_t addr, uint64_t t0) {
         throw Error("uffd memory: fault at " + hex(addr) + " outside the registered range " + hex(b) + "+" + hex(size_));
     uint64_t page = (addr - b) / kPage;
     PageLocation loc = source_.locate(page);
-    install(page, 1, loc.zero() ? nullptr : source_ptr(page, 1, loc), Caller::kFault);
+    const uint8_t* src = nullptr;
+    if (!loc.zero() && !failed()) {
+        try {
+            src = source_ptr(page, 1, loc);
+        } catch (const std::exception& e) {
+            fail(e.what());
+        }
+    }
+    // After a failure the faulting thread still gets a (zero) page rather than
+    // waiting for ever: the VM is being stopped, but the VMM's own threads may be
+    // touching guest memory (device restore, the generation page) and must return.
+    install(page, 1, src, Caller::kFault);
     c_.faults.fetch_add(1, std::memory_order_relaxed);
     if (opts_.record_access && !(recorded_[page / 64] >> (page % 64) & 1)) {
         // Two threads faulting on one page raise two messages; the log keeps the first.

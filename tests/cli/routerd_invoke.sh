@@ -58,6 +58,7 @@ out=$(AWS_SECRET_ACCESS_KEY=wrong aws lambda invoke $E --function-name hello --p
 assert_contains "$out" "InvalidSignatureException" "wrong secret"
 out=$(AWS_ACCESS_KEY_ID=AKIDNOBODY aws lambda list-functions $E 2>&1) && fail "unknown key accepted"
 assert_contains "$out" "UnrecognizedClientException" "unknown key"
+
 out=$(aws lambda invoke $E --function-name nope --payload '{}' "$T/o" 2>&1) && fail "unknown function invoked"
 assert_contains "$out" "ResourceNotFoundException" "unknown function"
 out=$(aws lambda invoke $E --function-name bobfn --payload '{}' "$T/o" 2>&1) && fail "other tenant's function invoked"
@@ -89,4 +90,18 @@ m=$(curl -s "http://$ADDR/metrics")
 assert_contains "$m" 'kindling_routerd_sandbox_starts_total{start="cold"} 2' "cold starts"
 assert_contains "$m" 'kindling_routerd_sandbox_starts_total{start="warm"} 1' "warm start"
 assert_contains "$m" 'kindling_routerd_invocations_total{type="Event"} 1' "event counted"
+# boto3, the SDK most Lambda clients use, signs and parses the same way.
+if python3 -c "import boto3" 2>/dev/null; then
+    python3 - "http://$ADDR" <<'PY' || fail "boto3 invoke/list through routerd"
+import json, sys, boto3
+c = boto3.client("lambda", endpoint_url=sys.argv[1], region_name="us-east-1")
+r = c.invoke(FunctionName="hello", Payload=b'{"sdk":"boto3"}')
+assert r["StatusCode"] == 200 and "FunctionError" not in r, r
+body = json.loads(r["Payload"].read())
+assert body["request"] == '{"sdk":"boto3"}', body
+assert [f["FunctionName"] for f in c.list_functions()["Functions"]] == ["hello"]
+PY
+else
+    echo "note: boto3 not importable; skipped the boto3 check" >&2
+fi
 exit 0
