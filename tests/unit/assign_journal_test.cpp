@@ -63,7 +63,7 @@ void flip_byte(const std::string& p, uint64_t off) {
 }  // namespace
 
 TEST_CASE("journal: records round-trip through the file and a reopen") {
-    log_init("unit", LogLevel::kQuiet);
+    ScopedLogLevel quiet(LogLevel::kQuiet);
     TempDir d;
     std::string p = d.path + "/j";
     {
@@ -83,7 +83,7 @@ TEST_CASE("journal: records round-trip through the file and a reopen") {
 }
 
 TEST_CASE("journal: a torn last record is truncated at every byte offset") {
-    log_init("unit", LogLevel::kQuiet);
+    ScopedLogLevel quiet(LogLevel::kQuiet);
     TempDir d;
     std::string p = d.path + "/j";
     uint64_t before_last;
@@ -123,7 +123,7 @@ TEST_CASE("journal: a torn last record is truncated at every byte offset") {
 }
 
 TEST_CASE("journal: corruption in the middle is a DataError, and the file is left alone") {
-    log_init("unit", LogLevel::kQuiet);
+    ScopedLogLevel quiet(LogLevel::kQuiet);
     TempDir d;
     std::string p = d.path + "/j";
     uint64_t second;
@@ -145,7 +145,7 @@ TEST_CASE("journal: corruption in the middle is a DataError, and the file is lef
 }
 
 TEST_CASE("journal: group commit covers concurrent appends with fewer fsyncs") {
-    log_init("unit", LogLevel::kQuiet);
+    ScopedLogLevel quiet(LogLevel::kQuiet);
     TempDir d;
     std::string p = d.path + "/j";
     FileJournal j(p);
@@ -168,7 +168,7 @@ TEST_CASE("journal: group commit covers concurrent appends with fewer fsyncs") {
 }
 
 TEST_CASE("journal: the leader lock keeps a second writer out until the first closes") {
-    log_init("unit", LogLevel::kQuiet);
+    ScopedLogLevel quiet(LogLevel::kQuiet);
     TempDir d;
     std::string p = d.path + "/j";
     auto first = open_journal("file:" + p);

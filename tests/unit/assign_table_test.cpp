@@ -12,7 +12,7 @@
 using namespace kindling;
 
 TEST_CASE("sandbox table: transitions, idle lists, concurrency counts, leases, rebuild") {
-    log_init("unit", LogLevel::kQuiet);
+    ScopedLogLevel quiet(LogLevel::kQuiet);
     char tmpl[] = "/tmp/kindling-table.XXXXXX";
     std::string dir = ::mkdtemp(tmpl);
     {
