@@ -20,6 +20,9 @@ B=$ROOT/$O/bin
 RUNS=${LAZY_RUNS:-5}
 TABLE=${LAZY_TABLE:-48}
 TOUCH=${LAZY_TOUCH:-10}
+# Working-set pages come in runs of CLUSTER contiguous pages: 128 (one 512 KiB chunk)
+# by default; LAZY_CLUSTER=1 scatters single pages, which defeats chunked lazy loading.
+CLUSTER=${LAZY_CLUSTER:-128}
 MEM=${LAZY_MEM:-128}
 skip() { echo "bench/lazy_restore: skipped: $*"; exit 0; }
 for t in snap-make snap-chunk snap-fetch snapfs fc-launch; do [ -x "$B/$t" ] || skip "$B/$t not built"; done
@@ -50,8 +53,8 @@ mc=$("$ROOT/scripts/memcached.sh" "$W/mc" 1 -m 256) || skip "memcached did not s
 S="s3://lazy/snaps?endpoint=$ep&region=us-east-1"
 printf walk >"$W/walk"
 
-echo "bench/lazy_restore: init-heavy --mem $MEM table=$TABLE touch=$TOUCH, $RUNS runs per figure, scratch $W"
-"$B/snap-make" --nano "$ROOT/$O/guest/init-heavy.elf" --mem "$MEM" --boot-args "table=$TABLE touch=$TOUCH" \
+echo "bench/lazy_restore: init-heavy --mem $MEM table=$TABLE touch=$TOUCH cluster=$CLUSTER, $RUNS runs per figure, scratch $W"
+"$B/snap-make" --nano "$ROOT/$O/guest/init-heavy.elf" --mem "$MEM" --boot-args "table=$TABLE touch=$TOUCH cluster=$CLUSTER" \
     --out "$W/snap" >/dev/null || skip "snap-make failed"
 "$B/fc-launch" --restore "$W/snap" --vsock "$W/rec.sock" --record-access "$W/snap/access.log" >/dev/null 2>"$W/rec.err" &
 $C "$W/rec.sock" invoke "$W/walk" exit 0 >"$W/answer" || skip "first restore: $(cat "$W/rec.err")"
@@ -148,7 +151,7 @@ echo "read of mem ($(($(stat -c %s "$W/full/mem") >> 20)) MiB, holes included), 
 cat <<EOF2
 
 Reproduce (ID = layer id, S = s3://lazy/snaps?endpoint=...&region=us-east-1, U = \$S or memcached://HOST:PORT|\$S):
-  snap-make --nano $O/guest/init-heavy.elf --mem $MEM --boot-args "table=$TABLE touch=$TOUCH" --out SNAP
+  snap-make --nano $O/guest/init-heavy.elf --mem $MEM --boot-args "table=$TABLE touch=$TOUCH cluster=$CLUSTER" --out SNAP
   fc-launch --restore SNAP --vsock r.sock --record-access SNAP/access.log   # + invoke walk, EXIT 0
   snap-chunk put SNAP --store "\$S" --layer function; snap-fetch ID --store "memcached://HOST:PORT|\$S" --warm
   (a) snap-fetch ID --store "tiered:dir:EMPTY|\$U" --out DIR && fc-launch --restore DIR --vsock a.sock   # + walk

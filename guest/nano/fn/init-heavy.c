@@ -32,7 +32,7 @@
 #define MAX_KEYS 1024u
 
 static uint32_t* table;
-static uint64_t entries, pages, table_mib, seed, touch, rounds;
+static uint64_t entries, pages, table_mib, seed, touch, rounds, cluster;
 static uint64_t init_ns, warm_ns, warm_sum, warm_pages;
 
 static uint64_t splitmix64(uint64_t* s) {
@@ -74,9 +74,11 @@ static int option_num(const char* key, uint64_t dflt, uint64_t min, uint64_t max
 
 /* Page p is in the P percent working set when its golden-ratio hash falls below P%
  * of 2^32: a fixed set, spread evenly over the table, within one page of P%. */
+/* Pages are chosen in runs of `cluster=N` contiguous pages (default 1: scattered
+ * pages, the worst case for chunked lazy loading; real heaps cluster). */
 static int page_selected(uint64_t p, uint64_t percent) {
     if (percent >= 100) return 1;
-    uint32_t r = (uint32_t)((p + seed) * 0x9e3779b1u);
+    uint32_t r = (uint32_t)((p / cluster + seed) * 0x9e3779b1u);
     return r < (uint32_t)((percent << 32) / 100);
 }
 
@@ -95,7 +97,8 @@ static uint64_t walk_sum(uint64_t percent, uint64_t* npages) {
 int nano_init(void) {
     /* Entries are 32-bit indices, so at most 2^32 of them (16 GiB, beyond KN_MAX_MEM). */
     if (option_num("table", 128, 1, 3072, &table_mib) || option_num("seed", 1, 0, ~0ull >> 1, &seed) ||
-        option_num("touch", 100, 0, 100, &touch) || option_num("rounds", 4, 1, 1000, &rounds))
+        option_num("touch", 100, 0, 100, &touch) || option_num("rounds", 4, 1, 1000, &rounds) ||
+        option_num("cluster", 1, 1, 1u << 20, &cluster))
         return 78; /* EX_CONFIG */
     uint64_t t0 = nano_now_ns();
     uint64_t bytes = table_mib << 20;
