@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/mount.h>
 #include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -90,6 +91,7 @@ bool is_our_fc_launch(int64_t pid, const std::string& vsock) {
 struct AssignService::Impl {
     struct Waiter {
         std::string function, version, snapshot_dir;
+        std::string manifest, store;  // a layer in a store: restored through a snapfs mount
         size_t concurrency = 0;
         int64_t start_ms = 0, deadline_ms = 0;
         HttpResponder respond;
@@ -395,6 +397,54 @@ struct AssignService::Impl {
         }
     }
 
+    // A manifest in a store is mounted once with snapfs under RUN_DIR/mnt/ID (shared
+    // by every sandbox of that layer: snapfs serves each reader its own copy, and
+    // each VM copies its pages into its own memory); the mount is the snapshot dir.
+    std::string ensure_mounted(const std::string& manifest, const std::string& store) {
+        std::lock_guard lk(mounts_mu);
+        auto it = mounts.find(manifest);
+        if (it != mounts.end()) return it->second;
+        std::string mnt = opt.run_dir + "/mnt/" + manifest;
+        std::filesystem::create_directories(mnt);
+        std::vector<std::string> args = {opt.snapfs, manifest, mnt, "--store", store, "-q"};
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        posix_spawn_file_actions_t fa;
+        posix_spawn_file_actions_init(&fa);
+        std::string log_path = opt.run_dir + "/mnt/" + manifest + ".log";
+        posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+        posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+        posix_spawn_file_actions_addopen(&fa, 2, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        pid_t pid = 0;
+        int rc = ::posix_spawnp(&pid, opt.snapfs.c_str(), &fa, nullptr, argv.data(), environ);
+        posix_spawn_file_actions_destroy(&fa);
+        if (rc != 0) throw SysError("spawn " + opt.snapfs, rc);
+        int st = 0;
+        while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+        }
+        // snapfs returns once mounted (it detaches), or fails with the reason on stderr.
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            std::string why;
+            try {
+                why = read_file(log_path);
+            } catch (const std::exception&) {
+            }
+            while (!why.empty() && why.back() == '\n') why.pop_back();
+            throw Error("snapfs " + manifest + " --store " + store + " failed: " + why, kExitUnavailable);
+        }
+        log_info("mounted layer %s from %s at %s", manifest.c_str(), store.c_str(), mnt.c_str());
+        mounts.emplace(manifest, mnt);
+        return mnt;
+    }
+
+    void unmount_all() {
+        std::lock_guard lk(mounts_mu);
+        for (auto& [id, mnt] : mounts)
+            if (::umount2(mnt.c_str(), MNT_DETACH) < 0) log_warn("unmount %s: %s", mnt.c_str(), std::strerror(errno));
+        mounts.clear();
+    }
+
     void place(Placement p) {
         int64_t t0 = steady_ms();
         auto t0p = std::chrono::steady_clock::now();
@@ -404,6 +454,7 @@ struct AssignService::Impl {
             int64_t pid;
             uint64_t seq;
             std::string vsock;
+            if (!w.manifest.empty()) w.snapshot_dir = ensure_mounted(w.manifest, w.store);
             {
                 std::lock_guard lk(mu);
                 Sandbox* s = table.find(p.id);
@@ -525,11 +576,17 @@ struct AssignService::Impl {
         w.version = get_string(j, "version", false, "$LATEST");
         auto snap = j.find("snapshot");
         if (snap == j.end() || !snap->is_object()) throw DataError("missing \"snapshot\" object");
-        if (snap->contains("manifest"))
-            throw DataError("snapshot {\"manifest\", \"store\"}: not supported by this assignd yet; give {\"dir\"}");
-        w.snapshot_dir = get_string(*snap, "dir", true);
-        if (w.snapshot_dir.empty() || w.snapshot_dir[0] != '/')
-            throw DataError("snapshot dir must be an absolute path");
+        if (snap->contains("manifest")) {
+            w.manifest = get_string(*snap, "manifest", true);
+            w.store = get_string(*snap, "store", true);
+            if (w.manifest.size() != 64 || w.manifest.find_first_not_of("0123456789abcdef") != std::string::npos)
+                throw DataError("snapshot manifest must be 64 lowercase hex digits");
+            if (w.store.empty()) throw DataError("snapshot store must not be empty");
+        } else {
+            w.snapshot_dir = get_string(*snap, "dir", true);
+            if (w.snapshot_dir.empty() || w.snapshot_dir[0] != '/')
+                throw DataError("snapshot dir must be an absolute path");
+        }
         w.concurrency = static_cast<size_t>(get_int(j, "concurrency", 1000, 1, 1000000));
         int64_t wait_ms = get_int(j, "wait_ms", 0, 0, 900000);
         get_int(j, "mem_mib", 128, 1, 1 << 20);
@@ -681,6 +738,9 @@ struct AssignService::Impl {
 
     // ---- shutdown ----
 
+    std::mutex mounts_mu;
+    std::map<std::string, std::string> mounts;  // manifest id -> snapfs mountpoint
+
     void stop_all() {
         stopping_all = true;
         Outbox out;
@@ -722,6 +782,7 @@ struct AssignService::Impl {
             std::this_thread::sleep_for(std::chrono::milliseconds(10));
         }
         log_info("stopped %zu sandboxes", pids.size());
+        unmount_all();
     }
 };
 
