@@ -11,7 +11,7 @@ id=$("$SC" put "$T/snap" --store "dir:$T/origin" --layer base) || fail "put fail
 mkdir "$T/small"
 mount -t tmpfs -o size=1m tmpfs "$T/small" 2>/dev/null || skip "cannot mount a tmpfs here"
 trap 'umount -l "$T/small" 2>/dev/null; cleanup' EXIT
-"$SF" "$id" --store "tiered:dir:$T/small/cache|dir:$T/origin" --out "$T/out" --no-progress 2>"$T/err" ||
+"$SF" "$id" --store "tiered:dir:$T/small/cache|dir:$T/origin" --out "$T/out" --no-progress >/dev/null 2>"$T/err" ||
     fail "fetch through a full cache failed: $(cat "$T/err")"
 for f in snapshot.json vmstate mem; do cmp "$T/snap/$f" "$T/out/$f" || fail "$f differs"; done
 grep -q "warning: .*$T/small/cache" "$T/err" || fail "no warning about the full cache: $(cat "$T/err")"
