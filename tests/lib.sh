@@ -24,6 +24,12 @@ need_kvm() {
     [ -r /dev/kvm ] && [ -w /dev/kvm ] || skip "/dev/kvm not accessible to $(id -un)"
 }
 
+need_fuse() {
+    [ -c /dev/fuse ] || skip "no /dev/fuse on this host"
+    [ -r /dev/fuse ] && [ -w /dev/fuse ] || skip "/dev/fuse not accessible to $(id -un)"
+    command -v fusermount3 >/dev/null || skip "fusermount3 (fuse3) is not installed"
+}
+
 # Is the host's KVM PVM (no hardware virtualisation; guest ring 0 emulated)?
 is_pvm() {
     [ -d /sys/module/kvm_pvm ] && return 0

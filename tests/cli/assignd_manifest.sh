@@ -3,7 +3,7 @@
 # answer; a second sandbox of the layer reuses the mount; SIGTERM unmounts it.
 . "$(dirname "$0")/../lib.sh"
 need_kvm
-[ -c /dev/fuse ] && command -v fusermount3 >/dev/null || skip "FUSE is not available (/dev/fuse, fusermount3)"
+need_fuse
 C="python3 $ROOT/tests/cli/nano_client.py"
 kill_sandboxes() {
     for p in /proc/[0-9]*; do

@@ -2,37 +2,7 @@
 # stuck on a hanging store read (a FIFO in place of the chunk) fails, snapfs exits 0
 # within a second or two, and /proc/mounts no longer lists the mountpoint.
 . "$(dirname "$0")/../lib.sh"
-need_fuse() {
-    [ -c /dev/fuse ] || skip "no /dev/fuse on this host"
-    [ -r /dev/fuse ] && [ -w /dev/fuse ] || skip "/dev/fuse not accessible to $(id -un)"
-    command -v fusermount3 >/dev/null || skip "fusermount3 (fuse3) is not installed"
-}
-MNTS=""
-snapfs_cleanup() {
-    for m in $MNTS; do fusermount3 -u "$m" 2>/dev/null || umount -l "$m" 2>/dev/null; done
-    cleanup
-}
-trap snapfs_cleanup EXIT
-mounted() { grep -q " $1 fuse.snapfs " /proc/mounts; }
-# mount_snapfs MNT ARGS...: snapfs ARGS MNT -f in the background ($SNAPFS_PID), waits
-# for the mount; a host where FUSE cannot mount skips.
-mount_snapfs() {
-    m=$1; shift
-    mkdir -p "$m"
-    "$BIN/snapfs" "$@" "$m" -f --json >"$m.out" 2>"$m.err" &
-    SNAPFS_PID=$!
-    PIDS="$PIDS $SNAPFS_PID"; MNTS="$MNTS $m"
-    i=0
-    while ! mounted "$m"; do
-        if ! kill -0 $SNAPFS_PID 2>/dev/null; then
-            wait $SNAPFS_PID; rc=$?
-            [ $rc = 69 ] && skip "FUSE cannot mount here: $(cat "$m.err")"
-            fail "snapfs did not mount (exit $rc): $(cat "$m.err")"
-        fi
-        i=$((i + 1)); [ $i -gt 1000 ] && fail "snapfs did not mount within 10 s"
-        sleep 0.01
-    done
-}
+. "$ROOT/tests/cli/snapfs.lib"
 need_fuse
 export KINDLING_CONVERGENCE_SECRET=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
 # A layer of random data (no VM needed): mem = 4 MiB of data then a 4 MiB hole.
