@@ -1,8 +1,18 @@
 #include "base/progress.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 
+#include "base/log.h"
+
 namespace kindling {
+
+bool progress_enabled(bool force_on, bool force_off) {
+    if (force_off) return false;
+    if (force_on) return true;
+    return ::isatty(STDERR_FILENO) && log_level() >= LogLevel::kNormal;
+}
 
 void ProgressBar::update(uint64_t done, uint64_t total) {
     if (!enabled_) return;

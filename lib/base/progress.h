@@ -8,6 +8,10 @@
 
 namespace kindling {
 
+// Whether to draw: --no-progress wins, then --progress; otherwise only when stderr
+// is a terminal and the log level is not quiet.
+bool progress_enabled(bool force_on, bool force_off);
+
 class ProgressBar {
 public:
     ProgressBar(std::string label, bool enabled) : label_(std::move(label)), enabled_(enabled) {}

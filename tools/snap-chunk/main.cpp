@@ -1,9 +1,6 @@
 // snap-chunk: cut a snapshot directory into convergently encrypted 512 KiB chunks in
 // a store, and put it back together.  Wiring only: lib/chunk and lib/store do the work.
-#include <signal.h>
-#include <unistd.h>
 
-#include <cstring>
 
 #include <chrono>
 #include <cstdio>
@@ -16,6 +13,7 @@
 #include "chunk/layer_keys.h"
 #include "chunk/manifest.h"
 #include "cli/cli.h"
+#include "base/cancel.h"
 #include "base/progress.h"
 #include "store/layer_io.h"
 #include "store/store.h"
@@ -46,29 +44,7 @@ struct Flags {
     bool chunks = false;
 };
 
-volatile sig_atomic_t g_signal = 0;
-
-void on_signal(int sig) { g_signal = sig; }
-
-// SIGINT, SIGTERM and SIGHUP cancel the running command cleanly: the progress callback
-// (called every 100 ms) throws, workers stop, get removes its temp directory.
-void install_signal_handlers() {
-    struct sigaction sa {};
-    sa.sa_handler = on_signal;
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaction(s, &sa, nullptr);
-}
-
-void check_signal() {
-    if (int s = g_signal) throw Error(std::string("interrupted by ") + strsignal(s), 128 + s);
-}
-
-bool show_progress(const Flags& f) {
-    if (f.no_progress) return false;
-    if (f.progress) return true;
-    return ::isatty(STDERR_FILENO) && log_level() >= LogLevel::kNormal;
-}
+bool show_progress(const Flags& f) { return progress_enabled(f.progress, f.no_progress); }
 
 Digest parse_id(const std::string& s) {
     auto d = Digest::from_hex(s);
@@ -111,7 +87,7 @@ int cmd_put(Flags& f) {
     o.threads = f.threads;
     ProgressBar bar("put", show_progress(f));
     o.progress = [&](uint64_t d, uint64_t t) {
-        check_signal();
+        throw_if_cancelled();
         bar.update(d, t);
     };
     auto t0 = std::chrono::steady_clock::now();
@@ -151,7 +127,7 @@ int cmd_get(Flags& f) {
     o.sync = !f.no_sync;
     ProgressBar bar("get", show_progress(f));
     o.progress = [&](uint64_t d, uint64_t t) {
-        check_signal();
+        throw_if_cancelled();
         bar.update(d, t);
     };
     auto t0 = std::chrono::steady_clock::now();
@@ -178,7 +154,7 @@ int cmd_verify(Flags& f) {
     ProgressBar bar("verify", show_progress(f));
     auto problems = verify_layer(*store, m, f.threads,
                                  [&](uint64_t d, uint64_t t) {
-                                     check_signal();
+                                     throw_if_cancelled();
                                      bar.update(d, t);
                                  });
     bar.finish();
@@ -344,7 +320,7 @@ int main(int argc, char** argv) {
     if (rc >= 0) return rc;
     return run_tool("snap-chunk", [&] {
         apply_common_flags(f.common);
-        install_signal_handlers();
+        install_cancel_signals();
         if (f.progress && f.no_progress) throw UsageError("give --progress or --no-progress, not both");
         if (put->parsed()) return cmd_put(f);
         if (get->parsed()) return cmd_get(f);

@@ -2,15 +2,13 @@
 // local cache | memcached | S3), in parallel and optionally in the order of an access
 // log, then reassemble the layer (--out) or only warm the upper tiers (--warm); print
 // per-tier statistics.  Wiring only: lib/store does the work.
-#include <signal.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <nlohmann/json.hpp>
 #include <unordered_set>
 
+#include "base/cancel.h"
 #include "base/progress.h"
 #include "base/error.h"
 #include "base/log.h"
@@ -45,29 +43,7 @@ struct Flags {
     bool no_sync = false;
 };
 
-volatile sig_atomic_t g_signal = 0;
-
-void on_signal(int sig) { g_signal = sig; }
-
-// SIGINT, SIGTERM, SIGHUP: the progress callback throws, workers stop, --out removes
-// its temp directory.
-void install_signal_handlers() {
-    struct sigaction sa {};
-    sa.sa_handler = on_signal;
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaction(s, &sa, nullptr);
-}
-
-void check_signal() {
-    if (int s = g_signal) throw Error(std::string("interrupted by ") + strsignal(s), 128 + s);
-}
-
-bool show_progress(const Flags& f) {
-    if (f.no_progress) return false;
-    if (f.progress) return true;
-    return ::isatty(STDERR_FILENO) && log_level() >= LogLevel::kNormal;
-}
+bool show_progress(const Flags& f) { return progress_enabled(f.progress, f.no_progress); }
 
 // Chunks of the layer's `mem` file holding the logged pages, in first-touch order,
 // each once.
@@ -186,7 +162,7 @@ int run(Flags& f) {
 
     ProgressBar bar(f.warm ? "warm" : "fetch", show_progress(f));
     ProgressFn progress = [&](uint64_t d, uint64_t t) {
-        check_signal();
+        throw_if_cancelled();
         bar.update(d, t);
     };
     try {
@@ -275,7 +251,7 @@ int main(int argc, char** argv) {
     if (rc >= 0) return rc;
     return run_tool("snap-fetch", [&] {
         apply_common_flags(f.common);
-        install_signal_handlers();
+        install_cancel_signals();
         return run(f);
     });
 }
