@@ -172,22 +172,11 @@ std::unique_ptr<Store> make_memcached_store(const std::string& uri, const std::s
     std::string s = rest;
     if (s.rfind("//", 0) != 0) throw UsageError("store " + uri + ": expected memcached://host:port,...");
     s = s.substr(2);
-    std::string query;
-    if (auto q = s.find('?'); q != std::string::npos) {
-        query = s.substr(q + 1);
-        s = s.substr(0, q);
-    }
+    UriParts parts = split_uri_options(s);
+    s = parts.path;
     while (!s.empty() && s.back() == '/') s.pop_back();
     int timeout_ms = 100;
-    size_t pos = 0;
-    while (pos < query.size()) {
-        size_t amp = query.find('&', pos);
-        if (amp == std::string::npos) amp = query.size();
-        std::string kv = query.substr(pos, amp - pos);
-        pos = amp + 1;
-        if (kv.empty()) continue;
-        auto eq = kv.find('=');
-        std::string k = kv.substr(0, eq), v = eq == std::string::npos ? "" : kv.substr(eq + 1);
+    for (const auto& [k, v] : parts.options) {
         if (k == "timeout_ms") {
             char* end = nullptr;
             long n = std::strtol(v.c_str(), &end, 10);
@@ -199,7 +188,7 @@ std::unique_ptr<Store> make_memcached_store(const std::string& uri, const std::s
         }
     }
     std::vector<MemcachedStore::Server> servers;
-    pos = 0;
+    size_t pos = 0;
     while (pos <= s.size()) {
         size_t comma = s.find(',', pos);
         if (comma == std::string::npos) comma = s.size();

@@ -146,11 +146,8 @@ void sleep_backoff(int attempt) {
 
 S3Location parse_s3_uri(const std::string& uri) {
     if (uri.rfind("s3://", 0) != 0) throw UsageError("store " + uri + ": expected s3://bucket[/prefix]");
-    std::string rest = uri.substr(5), query;
-    if (auto q = rest.find('?'); q != std::string::npos) {
-        query = rest.substr(q + 1);
-        rest = rest.substr(0, q);
-    }
+    UriParts parts = split_uri_options(uri.substr(5));
+    const std::string& rest = parts.path;
     S3Location loc;
     auto slash = rest.find('/');
     loc.bucket = rest.substr(0, slash);
@@ -161,16 +158,8 @@ S3Location parse_s3_uri(const std::string& uri) {
     for (char c : loc.bucket)
         if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_'))
             throw UsageError("store " + uri + ": bad bucket name '" + loc.bucket + "'");
-    size_t pos = 0;
-    while (pos < query.size()) {
-        size_t amp = query.find('&', pos);
-        if (amp == std::string::npos) amp = query.size();
-        std::string kv = query.substr(pos, amp - pos);
-        pos = amp + 1;
-        if (kv.empty()) continue;
-        auto eq = kv.find('=');
-        std::string k = kv.substr(0, eq);
-        std::string v = eq == std::string::npos ? "" : percent_decode(kv.substr(eq + 1));
+    for (const auto& [k, raw] : parts.options) {
+        std::string v = percent_decode(raw);
         auto bad = [&] { return UsageError("store " + uri + ": bad " + k + " '" + v + "'"); };
         if (k == "endpoint") {
             while (!v.empty() && v.back() == '/') v.pop_back();

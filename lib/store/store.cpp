@@ -39,23 +39,12 @@ namespace {
 // "dir:/path?max=10G" -> path, {max: 10G}.
 std::unique_ptr<Store> make_dir_store(const std::string& uri, const std::string& rest,
                                       const StoreOptions& opts) {
-    std::string path = rest, query;
-    if (auto q = rest.find('?'); q != std::string::npos) {
-        path = rest.substr(0, q);
-        query = rest.substr(q + 1);
-    }
+    UriParts parts = split_uri_options(rest);
+    std::string path = parts.path;
     if (path.rfind("//", 0) == 0) path = path.substr(2);  // tolerate dir:///path
     if (path.empty()) throw UsageError("store " + uri + ": no directory (expected dir:/path)");
     uint64_t max = 0;
-    size_t pos = 0;
-    while (pos < query.size()) {
-        size_t amp = query.find('&', pos);
-        if (amp == std::string::npos) amp = query.size();
-        std::string kv = query.substr(pos, amp - pos);
-        pos = amp + 1;
-        if (kv.empty()) continue;
-        auto eq = kv.find('=');
-        std::string k = kv.substr(0, eq), v = eq == std::string::npos ? "" : kv.substr(eq + 1);
+    for (const auto& [k, v] : parts.options) {
         if (k == "max") {
             auto n = parse_size(v);
             if (!n || *n == 0) throw UsageError("store " + uri + ": bad max size '" + v + "'");
@@ -68,6 +57,28 @@ std::unique_ptr<Store> make_dir_store(const std::string& uri, const std::string&
 }
 
 }  // namespace
+
+UriParts split_uri_options(const std::string& rest) {
+    UriParts parts;
+    std::string query;
+    if (auto q = rest.find('?'); q != std::string::npos) {
+        parts.path = rest.substr(0, q);
+        query = rest.substr(q + 1);
+    } else {
+        parts.path = rest;
+    }
+    size_t pos = 0;
+    while (pos < query.size()) {
+        size_t amp = query.find('&', pos);
+        if (amp == std::string::npos) amp = query.size();
+        std::string kv = query.substr(pos, amp - pos);
+        pos = amp + 1;
+        if (kv.empty()) continue;
+        auto eq = kv.find('=');
+        parts.options.emplace_back(kv.substr(0, eq), eq == std::string::npos ? "" : kv.substr(eq + 1));
+    }
+    return parts;
+}
 
 std::unique_ptr<Store> make_store(const std::string& uri, const StoreOptions& opts) {
     auto colon = uri.find(':');

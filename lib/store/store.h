@@ -10,6 +10,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "chunk/digest.h"
@@ -51,6 +52,15 @@ struct StoreOptions {
 // Throws UsageError for an unknown or malformed URI and UnavailableError (69) when
 // the store cannot be reached.
 std::unique_ptr<Store> make_store(const std::string& uri, const StoreOptions& opts = {});
+
+// The part of a store URI after its scheme, "path?k=v&k2=v2", split into the path
+// and the options in order (empty items skipped; "k" alone has an empty value;
+// values are not percent-decoded).
+struct UriParts {
+    std::string path;
+    std::vector<std::pair<std::string, std::string>> options;
+};
+UriParts split_uri_options(const std::string& rest);
 
 // "10G", "512M", "4096" -> bytes; nullopt for anything else.
 std::optional<uint64_t> parse_size(const std::string& s);
