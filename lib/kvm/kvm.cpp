@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <sys/ioctl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -68,11 +67,6 @@ const std::vector<kvm_cpuid_entry2>& Kvm::supported_cpuid() const {
 }
 
 bool Kvm::has_cap(long cap) const { return ::ioctl(fd_.get(), KVM_CHECK_EXTENSION, cap) > 0; }
-
-bool Kvm::is_pvm() const {
-    struct stat st {};
-    return ::stat("/sys/module/kvm_pvm", &st) == 0;
-}
 
 Vm::Vm(const Kvm& kvm) : kvm_(kvm) {
     int fd;

@@ -54,8 +54,6 @@ public:
     // constructor: it costs ~0.35 ms here (each host CPUID traps when the host is
     // itself a VM), and the VM, its memory and the image load meanwhile.
     const std::vector<kvm_cpuid_entry2>& supported_cpuid() const;
-    // True when KVM is PVM (guest ring 0 emulated; see DESIGN.md).
-    bool is_pvm() const;
 
 private:
     UniqueFd fd_;

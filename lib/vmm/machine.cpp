@@ -454,8 +454,6 @@ void Machine::guest_ready(uint32_t stage) {
     else
         log_verbose("guest reached initialisation stage %u (%.0f us)", stage, us_since_first_run());
     std::lock_guard lk(mu_);
-    last_ready_stage_ = static_cast<int64_t>(stage);
-    ++ready_count_;
     // Pause right here, on the vCPU thread, so a snapshot captures the guest at
     // exactly this stage (the OUT completes when the vCPU next runs).
     if (opts_.pause_at_stage && *opts_.pause_at_stage == stage) {
@@ -465,19 +463,14 @@ void Machine::guest_ready(uint32_t stage) {
     cv_.notify_all();
 }
 
-std::optional<uint32_t> Machine::wait_for_ready(std::chrono::milliseconds timeout) {
+bool Machine::wait_until_paused(std::chrono::milliseconds timeout) {
     std::unique_lock lk(mu_);
-    uint64_t seen = ready_count_;
-    bool ok = cv_.wait_for(lk, timeout, [&] { return ready_count_ != seen || stopping_.load(); });
-    if (!ok || stopping_.load()) return std::nullopt;
-    return static_cast<uint32_t>(last_ready_stage_);
-}
-
-void Machine::wait_until_paused() {
-    std::unique_lock lk(mu_);
-    cv_.wait(lk, [&] { return (pause_requested_.load() && vcpus_parked_ == vcpus_.size()) || stopping_.load(); });
-    if (stopping_.load()) throw Error("the VM stopped before it could be paused: " + stop_reason_);
+    bool parked = cv_.wait_for(lk, timeout, [&] {
+        return (pause_requested_.load() && vcpus_parked_ == vcpus_.size()) || stopping_.load();
+    });
+    if (!parked || stopping_.load()) return false;
     state_ = VmState::kPaused;
+    return true;
 }
 
 void Machine::mmio_batch(uint64_t gpa) {

@@ -73,18 +73,15 @@ public:
 
     // Stops the VM from any thread: the first caller's status and reason win.
     void stop(int status, const std::string& reason);
-    // Waits for the next KN_PORT_READY from the guest; its stage, or nullopt on
-    // timeout or when the VM stopped.
-    std::optional<uint32_t> wait_for_ready(std::chrono::milliseconds timeout);
-    // After Options::pause_at_stage fired: waits until every vCPU is parked.
-    void wait_until_paused();
+    // Waits until Options::pause_at_stage fired and every vCPU is parked; false if
+    // the VM stopped first or `timeout` passed.
+    bool wait_until_paused(std::chrono::milliseconds timeout);
     // Blocks until the VM has stopped; returns the exit status for fc-launch.
     int wait_for_exit();
     // An fd that becomes readable once the VM has stopped (for an event loop).
     int stopped_fd() const { return stopped_fd_.get(); }
     const std::string& stop_reason() const { return stop_reason_; }
     int exit_status() const { return exit_status_; }
-    bool is_nano() const { return nano_; }
     double us_since_first_run() const {
         return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - first_run_).count();
     }
@@ -120,8 +117,6 @@ private:
     std::atomic<bool> stopping_{false};
     std::atomic<bool> pause_requested_{false};
     size_t vcpus_parked_ = 0;
-    int64_t last_ready_stage_ = -1;
-    uint64_t ready_count_ = 0;
     int exit_status_ = 0;
     std::string stop_reason_;
     UniqueFd stopped_fd_;

@@ -1,13 +1,11 @@
 // snap-make: boot a nano guest (or restore a base layer), wait until it reports
 // the requested initialisation stage, pause it there and write a snapshot layer.
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
-#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
@@ -76,33 +74,19 @@ int run(Flags& f) {
     }
 
     // Wait for the stage (the vCPU pauses itself there) or for the guest to stop.
-    std::thread waiter([&] {
-        try {
-            m.wait_until_paused();
-        } catch (const Error&) {
-        }
-    });
-    pollfd p{m.stopped_fd(), POLLIN, 0};
-    bool stopped = false;
-    auto deadline = t0 + std::chrono::duration<double>(f.timeout_s);
-    while (m.state() != VmState::kPaused) {
-        if (::poll(&p, 1, 5) > 0) {
-            stopped = true;
-            break;
-        }
-        if (std::chrono::steady_clock::now() > deadline) break;
-    }
+    auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::duration<double>(f.timeout_s));
+    bool paused = m.wait_until_paused(timeout);
     double init_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    if (m.state() != VmState::kPaused) {
+    if (!paused) {
+        bool stopped = m.state() == VmState::kStopped;
         std::string why = stopped ? "the guest stopped first: " + m.stop_reason()
                                   : "timed out after " + std::to_string(static_cast<int>(f.timeout_s)) + " s";
         m.stop(kExitSoftware, "snap-make gave up");
-        waiter.join();
+        m.wait_for_exit();
         ::unlink(uds.c_str());
         throw Error("guest never reported initialisation stage " + std::to_string(f.stage) + ": " + why,
                     stopped ? kExitDataErr : kExitTempFail);
     }
-    waiter.join();
 
     SnapshotRequest s;
     s.dir = f.out;
