@@ -309,9 +309,10 @@ void Machine::build() {
         if (nano_) {
             apply_nano_boot_state(nano_st, r, s);
         } else {
-            int set = v->set_msrs(boot_msrs());
-            if (set != static_cast<int>(boot_msrs().size()))
-                log_verbose("KVM accepted %d of %zu boot MSRs", set, boot_msrs().size());
+            const auto msrs = boot_msrs();
+            int set = v->set_msrs(msrs);
+            if (set != static_cast<int>(msrs.size()))
+                log_verbose("KVM accepted %d of %zu boot MSRs", set, msrs.size());
             apply_linux_boot_state(linux_st, r, s);
             if (i != 0) r.rip = 0;  // APs wait for INIT/SIPI from the BSP
             set_lapic_lint(*v);
