@@ -46,36 +46,10 @@ static uint64_t splitmix64(uint64_t* s) {
 static uint64_t fnv_word(uint64_t h, uint64_t w) { return (h ^ w) * 0x100000001b3ull; }
 #define FNV_INIT 0xcbf29ce484222325ull
 
-/* Whole-string decimal; 0 on anything else (empty, junk, more than 19 digits). */
-static int parse_dec(const char* s, size_t n, uint64_t* out) {
-    uint64_t v = 0;
-    if (n == 0 || n > 19) return 0;
-    for (size_t i = 0; i < n; ++i) {
-        if (s[i] < '0' || s[i] > '9') return 0;
-        v = v * 10 + (uint64_t)(s[i] - '0');
-    }
-    *out = v;
-    return 1;
-}
-
-static int option_num(const char* key, uint64_t dflt, uint64_t min, uint64_t max, uint64_t* out) {
-    const char* v = nano_option(key);
-    if (!v) {
-        *out = dflt;
-        return 0;
-    }
-    if (!parse_dec(v, strlen(v), out) || *out < min || *out > max) {
-        nano_printf("init-heavy: bad option %s=%s (want a number from %llu to %llu)\n", key, v,
-                    (unsigned long long)min, (unsigned long long)max);
-        return -1;
-    }
-    return 0;
-}
-
-/* Page p is in the P percent working set when its golden-ratio hash falls below P%
- * of 2^32: a fixed set, spread evenly over the table, within one page of P%. */
-/* Pages are chosen in runs of `cluster=N` contiguous pages (default 1: scattered
- * pages, the worst case for chunked lazy loading; real heaps cluster). */
+/* Page p is in the P percent working set when the golden-ratio hash of its run of
+ * `cluster=N` pages falls below P% of 2^32: a fixed set, spread evenly over the
+ * table.  N = 1 (the default) scatters single pages, the worst case for loading
+ * memory in 512 KiB chunks; real heaps cluster. */
 static int page_selected(uint64_t p, uint64_t percent) {
     if (percent >= 100) return 1;
     uint32_t r = (uint32_t)((p / cluster + seed) * 0x9e3779b1u);
@@ -96,9 +70,10 @@ static uint64_t walk_sum(uint64_t percent, uint64_t* npages) {
 
 int nano_init(void) {
     /* Entries are 32-bit indices, so at most 2^32 of them (16 GiB, beyond KN_MAX_MEM). */
-    if (option_num("table", 128, 1, 3072, &table_mib) || option_num("seed", 1, 0, ~0ull >> 1, &seed) ||
-        option_num("touch", 100, 0, 100, &touch) || option_num("rounds", 4, 1, 1000, &rounds) ||
-        option_num("cluster", 1, 1, 1u << 20, &cluster))
+    const char* me = "init-heavy";
+    if (nano_option_num(me, "table", 128, 1, 3072, &table_mib) || nano_option_num(me, "seed", 1, 0, ~0ull >> 1, &seed) ||
+        nano_option_num(me, "touch", 100, 0, 100, &touch) || nano_option_num(me, "rounds", 4, 1, 1000, &rounds) ||
+        nano_option_num(me, "cluster", 1, 1, 1u << 20, &cluster))
         return 78; /* EX_CONFIG */
     uint64_t t0 = nano_now_ns();
     uint64_t bytes = table_mib << 20;
@@ -173,7 +148,7 @@ int handler(const uint8_t* req, size_t len, struct nano_response* out) {
 
     if (word_is(w[0], wl[0], "walk")) {
         uint64_t pct;
-        if (n != 2 || !parse_dec(w[1], wl[1], &pct) || pct > 100)
+        if (n != 2 || !nano_parse_u64(w[1], wl[1], &pct) || pct > 100)
             return nano_fail(out, "usage: walk [PERCENT from 0 to 100]");
         return walk(pct, out);
     }
@@ -183,7 +158,7 @@ int handler(const uint8_t* req, size_t len, struct nano_response* out) {
         if (nano_append_str(out, "{\"values\":[") != 0) return -1;
         for (int i = 1; i < n; ++i) {
             uint64_t k;
-            if (!parse_dec(w[i], wl[i], &k) || k >= entries)
+            if (!nano_parse_u64(w[i], wl[i], &k) || k >= entries)
                 return nano_fail(out, "key '%.*s' is not a number below %llu", (int)(wl[i] > 30 ? 30 : wl[i]), w[i],
                                  (unsigned long long)entries);
             h = fnv_word(fnv_word(h, k), table[k]);
@@ -193,7 +168,7 @@ int handler(const uint8_t* req, size_t len, struct nano_response* out) {
     }
     if (word_is(w[0], wl[0], "chase")) {
         uint64_t k, steps;
-        if (n != 3 || !parse_dec(w[1], wl[1], &k) || !parse_dec(w[2], wl[2], &steps) || k >= entries ||
+        if (n != 3 || !nano_parse_u64(w[1], wl[1], &k) || !nano_parse_u64(w[2], wl[2], &steps) || k >= entries ||
             steps > entries)
             return nano_fail(out, "usage: chase KEY STEPS (KEY below %llu, STEPS at most that)",
                              (unsigned long long)entries);

@@ -240,31 +240,9 @@ static int add_block(uint64_t salt) {
     return 0;
 }
 
-static int parse_dec(const char* s, uint64_t* out) {
-    uint64_t v = 0;
-    size_t n = strlen(s);
-    if (n == 0 || n > 19) return 0;
-    for (size_t i = 0; i < n; ++i) {
-        if (s[i] < '0' || s[i] > '9') return 0;
-        v = v * 10 + (uint64_t)(s[i] - '0');
-    }
-    *out = v;
-    return 1;
-}
-
-static int option_num(const char* key, uint64_t dflt, uint64_t min, uint64_t max, uint64_t* out) {
-    const char* v = nano_option(key);
-    *out = dflt;
-    if (v && (!parse_dec(v, out) || *out < min || *out > max)) {
-        nano_printf("state: bad option %s=%s (want a number from %llu to %llu)\n", key, v, (unsigned long long)min,
-                    (unsigned long long)max);
-        return -1;
-    }
-    return 0;
-}
-
 int nano_init(void) {
-    if (option_num("mem", 16, 1, 2048, &mem_mib) || option_num("seed", 1, 0, ~0ull >> 1, &seed))
+    if (nano_option_num("state", "mem", 16, 1, 2048, &mem_mib) ||
+        nano_option_num("state", "seed", 1, 0, ~0ull >> 1, &seed))
         return 78; /* EX_CONFIG */
     region_words = (mem_mib << 20) / 8;
     region_pages = (mem_mib << 20) / PAGE;

@@ -62,3 +62,21 @@ uint64_t option_u64(const char* key, uint64_t dflt) {
     }
     return x;
 }
+
+int nano_parse_u64(const char* s, size_t n, uint64_t* out) {
+    uint64_t v;
+    if (n == 0 || parse_u64(s, n, &v) != n) return 0;
+    *out = v;
+    return 1;
+}
+
+int nano_option_num(const char* who, const char* key, uint64_t dflt, uint64_t min, uint64_t max, uint64_t* out) {
+    const char* v = nano_option(key);
+    *out = dflt;
+    if (v && (!nano_parse_u64(v, strlen(v), out) || *out < min || *out > max)) {
+        nano_printf("%s: bad option %s=%s (want a number from %llu to %llu)\n", who, key, v, (unsigned long long)min,
+                    (unsigned long long)max);
+        return -1;
+    }
+    return 0;
+}

@@ -81,6 +81,13 @@ void nano_random(void* buf, size_t n);
  * absent.  The pointer stays valid for the life of the guest. */
 const char* nano_option(const char* key);
 
+/* 1 if s[0..n) is a whole decimal number that fits in 64 bits (stored in *out), else 0. */
+int nano_parse_u64(const char* s, size_t n, uint64_t* out);
+
+/* A decimal `key=N` option in [min, max] into *out (`dflt` when absent).  Returns 0, or
+ * -1 after printing "WHO: bad option key=value (want a number from MIN to MAX)". */
+int nano_option_num(const char* who, const char* key, uint64_t dflt, uint64_t min, uint64_t max, uint64_t* out);
+
 /* From nano_init: report initialisation stage `stage` (2, 3, ... increasing) to the
  * VMM, so snap-make can cut a snapshot layer here: the runtime reports stage 1
  * (KN_READY_RUNTIME) before nano_init and 0 (serving) after it.  A stage out of
