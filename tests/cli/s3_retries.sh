@@ -4,23 +4,7 @@
 # exactly the bounded number of attempts (4) per object.
 . "$(dirname "$0")/../lib.sh"
 SC=$BIN/snap-chunk
-# s3rver + the AWS CLI with s3rver's one account (scripts/s3rver.sh), nothing from ~/.aws.
-"$ROOT/scripts/s3rver.sh" check 2>"$T/why" || skip "$(cat "$T/why")"
-command -v aws >/dev/null 2>&1 || skip "no aws CLI (scripts/install-deps.sh installs awscli)"
-export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER AWS_DEFAULT_REGION=us-east-1 \
-    AWS_CONFIG_FILE="$T/none" AWS_SHARED_CREDENTIALS_FILE="$T/none" AWS_EC2_METADATA_DISABLED=true AWS_PAGER=
-unset AWS_SESSION_TOKEN AWS_PROFILE AWS_REGION 2>/dev/null || true
-export KINDLING_CONVERGENCE_SECRET=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
-bg "$ROOT/scripts/s3rver.sh" run "$T/s3" kt
-wait_for_file "$T/s3/endpoint" 20 || fail "s3rver did not start"
-EP=$(cat "$T/s3/endpoint")
-# start_proxy NAME [s3_faulty_proxy.py options]: a proxy in front of s3rver; sets PEP.
-start_proxy() {
-    pname=$1; shift
-    bg python3 "$ROOT/tests/cli/s3_faulty_proxy.py" "$EP" "$T/$pname.port" "$T/$pname.log" "$@"
-    wait_for_file "$T/$pname.port" 10 || fail "proxy $pname did not start"
-    PEP=http://127.0.0.1:$(cat "$T/$pname.port")
-}
+. "$ROOT/tests/cli/s3.lib"
 
 "$ROOT/bench/chunk/mksnap.sh" "$T/snap" 8 5 || fail "mksnap"
 id=$("$SC" put "$T/snap" --store "s3://kt/r?endpoint=$EP" --layer base) || fail "put failed"
