@@ -4,23 +4,10 @@
 # SIGTERM stops every sandbox and exits 0.
 . "$(dirname "$0")/../lib.sh"
 need_kvm
-C="python3 $ROOT/tests/cli/nano_client.py"
-# Sandboxes outlive a kill -9'd assignd: stop whatever runs from this test's run dir.
-kill_sandboxes() {
-    for p in /proc/[0-9]*; do
-        grep -qa -- "$T/run/" "$p/cmdline" 2>/dev/null && kill -9 "${p#/proc/}" 2>/dev/null
-    done
-}
-trap 'kill_sandboxes; cleanup' EXIT
-api() { curl -s --unix-socket "$T/a.sock" -o "$T/body" -w '%{http_code}' "$@"; }
-field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$T/body" "$1"; }
+. "$ROOT/tests/cli/assignd.lib"
 
 "$BIN/snap-make" --nano "$GUEST/hello.elf" --mem 32 --out "$T/snap" >/dev/null || fail "snap-make"
-"$BIN/assignd" --socket "$T/a.sock" --journal "file:$T/journal" --run-dir "$T/run" >"$T/out" 2>"$T/err" &
-AD=$!
-PIDS="$PIDS $AD"
-wait_for_file "$T/a.sock" 10 || fail "assignd did not listen: $(cat "$T/err")"
-sleep 0.1
+start_assignd
 assert_eq "$(cat "$T/out")" "$T/a.sock" "assignd prints its socket path"
 
 ACQ='{"function": "hello", "version": "1", "snapshot": {"dir": "'"$T/snap"'"}, "wait_ms": 1000}'

@@ -4,21 +4,11 @@
 # waiting acquire gets a sandbox as soon as one is released.
 . "$(dirname "$0")/../lib.sh"
 need_kvm
-C="python3 $ROOT/tests/cli/nano_client.py"
-kill_sandboxes() {
-    for p in /proc/[0-9]*; do
-        grep -qa -- "$T/run/" "$p/cmdline" 2>/dev/null && kill -9 "${p#/proc/}" 2>/dev/null
-    done
-}
-trap 'kill_sandboxes; cleanup' EXIT
-api() { curl -s --unix-socket "$T/a.sock" -o "$T/body" -w '%{http_code}' "$@"; }
+. "$ROOT/tests/cli/assignd.lib"
 N=10
 
 "$BIN/snap-make" --nano "$GUEST/hello.elf" --mem 32 --out "$T/snap" >/dev/null || fail "snap-make"
-"$BIN/assignd" --socket "$T/a.sock" --journal "file:$T/journal" --run-dir "$T/run" --capacity 20 >"$T/out" 2>"$T/err" &
-AD=$!
-PIDS="$PIDS $AD"
-wait_for_file "$T/a.sock" 10 || fail "assignd did not listen: $(cat "$T/err")"
+start_assignd --capacity 20
 
 burst() {  # burst FUNCTION CONCURRENCY WAIT_MS N
     i=0; CPIDS=""

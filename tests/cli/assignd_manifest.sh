@@ -4,26 +4,14 @@
 . "$(dirname "$0")/../lib.sh"
 need_kvm
 need_fuse
-C="python3 $ROOT/tests/cli/nano_client.py"
-kill_sandboxes() {
-    for p in /proc/[0-9]*; do
-        grep -qa -- "$T/run/" "$p/cmdline" 2>/dev/null && kill -9 "${p#/proc/}" 2>/dev/null
-    done
-    grep -o "$T/run/mnt/[0-9a-f]*" /proc/mounts 2>/dev/null | while read -r m; do umount -l "$m"; done
-}
-trap 'kill_sandboxes; cleanup' EXIT
-api() { curl -s --unix-socket "$T/a.sock" -o "$T/body" -w '%{http_code}' "$@"; }
-field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$T/body" "$1"; }
+. "$ROOT/tests/cli/assignd.lib"
 export KINDLING_TENANT_KEY=00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff
 
 "$BIN/snap-make" --nano "$GUEST/uuid.elf" --mem 32 --out "$T/snap" >/dev/null || fail "snap-make"
 ID=$("$BIN/snap-chunk" put "$T/snap" --store "dir:$T/store" --layer function) || fail "snap-chunk put"
 rm -rf "$T/snap"  # the store is now the only copy
 
-"$BIN/assignd" --socket "$T/a.sock" --journal "file:$T/journal" --run-dir "$T/run" >"$T/out" 2>"$T/err" &
-AD=$!
-PIDS="$PIDS $AD"
-wait_for_file "$T/a.sock" 10 || fail "assignd did not listen: $(cat "$T/err")"
+start_assignd
 
 ACQ='{"function": "uuid", "snapshot": {"manifest": "'"$ID"'", "store": "dir:'"$T/store"'"}, "wait_ms": 1000}'
 assert_eq "$(api -d "$ACQ" http://a/v1/acquire)" 200 "first acquire: $(cat "$T/body") $(cat "$T/err")"

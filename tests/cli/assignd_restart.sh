@@ -4,30 +4,7 @@
 # use is refused (leader lock, exit 75).
 . "$(dirname "$0")/../lib.sh"
 need_kvm
-C="python3 $ROOT/tests/cli/nano_client.py"
-kill_sandboxes() {
-    for p in /proc/[0-9]*; do
-        grep -qa -- "$T/run/" "$p/cmdline" 2>/dev/null && kill -9 "${p#/proc/}" 2>/dev/null
-    done
-}
-trap 'kill_sandboxes; cleanup' EXIT
-api() { curl -s --unix-socket "$T/a.sock" -o "$T/body" -w '%{http_code}' "$@"; }
-field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$T/body" "$1"; }
-# state SANDBOX: its state in /v1/sandboxes ("none" if not listed)
-state() {
-    api http://a/v1/sandboxes >/dev/null
-    python3 -c 'import json,sys; print(([s["state"] for s in json.load(open(sys.argv[1])) if s["id"] == sys.argv[2]] or ["none"])[0])' "$T/body" "$1"
-}
-start_assignd() {
-    "$BIN/assignd" --socket "$T/a.sock" --journal "file:$T/journal" --run-dir "$T/run" "$@" >"$T/out" 2>>"$T/err" &
-    AD=$!
-    PIDS="$PIDS $AD"
-    i=0
-    until [ -s "$T/out" ]; do
-        i=$((i + 1)); [ $i -gt 500 ] && fail "assignd did not start: $(cat "$T/err")"
-        sleep 0.01
-    done
-}
+. "$ROOT/tests/cli/assignd.lib"
 "$BIN/snap-make" --nano "$GUEST/hello.elf" --mem 32 --out "$T/snap" >/dev/null || fail "snap-make"
 ACQ='{"function": "hello", "snapshot": {"dir": "'"$T/snap"'"}, "wait_ms": 1000}'
 start_assignd
