@@ -5,20 +5,7 @@
 . "$ROOT/tests/cli/snapfs.lib"
 need_fuse
 export KINDLING_CONVERGENCE_SECRET=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
-# A layer of random data (no VM needed): mem = 4 MiB of data then a 4 MiB hole.
-mkdir "$T/layer"
-head -c 4194304 /dev/urandom >"$T/layer/mem"
-truncate -s 8M "$T/layer/mem"
-head -c 100000 /dev/urandom >"$T/layer/vmstate"
-id=$("$BIN/snap-chunk" put "$T/layer" --store "dir:$T/store" --layer base --no-compress) || fail "put"
-# chunk_object K: the store path of chunk K of mem
-chunk_object() {
-    o=$("$BIN/snap-chunk" stat "$id" --store "dir:$T/store" --chunks | awk -v k="$1" '$1 == "chunk" && $2 == "mem" && $3 == k { print $5 }')
-    echo "$T/store/$(echo "$o" | cut -c1-2)/$(echo "$o" | cut -c3-)"
-}
-# read_chunk MNT K: chunk K of mem through the mount, to stdout
-read_chunk() { dd if="$1/mem" bs=512K skip="$2" count=1 iflag=direct 2>/dev/null; }
-now_ms() { date +%s%3N; }
+random_layer
 
 obj=$(chunk_object 3)
 mv "$obj" "$T/obj3"; mkfifo "$obj"
