@@ -48,6 +48,19 @@ wait_for_file() {
     done
 }
 
+# stop_server PID...: SIGTERM, then wait (bounded) until each process is gone: a
+# server still answering while it dies makes the next step's outcome a race.
+stop_server() {
+    for p in "$@"; do kill "$p" 2>/dev/null; done
+    for p in "$@"; do
+        i=0
+        while kill -0 "$p" 2>/dev/null; do
+            i=$((i + 1)); [ $i -gt 500 ] && fail "process $p did not exit after SIGTERM"
+            sleep 0.01
+        done
+    done
+}
+
 assert_eq() { [ "$1" = "$2" ] || fail "${3:-values differ}: expected '$2', got '$1'"; }
 assert_contains() {
     case "$1" in *"$2"*) ;; *) fail "${3:-missing text}: '$2' not in: $1" ;; esac

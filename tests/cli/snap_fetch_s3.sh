@@ -36,7 +36,7 @@ assert_eq "$(echo "$j" | field 'j["tiers"][1]["hits"]')" "$((n + 1))" "memcached
 # Everything stopped, the manifest still cached locally: 75, naming the first chunk.
 mf="$(echo "$id" | cut -c1-2)/$(echo "$id" | cut -c3-)"
 find "$T/cache" -path "$T/cache/??/*" -type f ! -path "*/$mf" -delete
-for p in "$T"/mc/*.pid; do kill "$(cat "$p")"; done
+stop_server $(cat "$T"/mc/*.pid)
 first=$("$SC" stat "$id" --store "dir:$T/cache" --chunks | awk '$1 == "chunk" && $5 != "zero" { print $5; exit }')
 out=$("$SF" "$id" --store "$U" --warm --parallel 1 2>&1); rc=$?
 assert_eq "$rc" "75" "exit status with every tier down ($out)"
