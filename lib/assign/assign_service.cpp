@@ -45,7 +45,8 @@ using json = nlohmann::json;
 
 namespace {
 
-constexpr size_t kKeepDead = 64;  // dead sandboxes kept for /v1/sandboxes
+constexpr size_t kKeepDead = 64;
+constexpr uint64_t kCompactMinBytes = 1 << 20;  // dead sandboxes kept for /v1/sandboxes
 constexpr double kRestoreBuckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                       0.1,   0.25,   0.5,   1,    2.5,   5, 10};
 
@@ -248,6 +249,14 @@ struct AssignService::Impl {
                     ::kill(static_cast<pid_t>(-pid), SIGKILL);
                     deadline = now + 1000;
                 }
+            // Every invoke appends two records: rewrite the journal as the table once
+            // it has grown to 4x its last compacted size (and at least 1 MiB).
+            JournalStats js = journal->stats();
+            if (js.bytes > kCompactMinBytes && js.bytes > 4 * js.compacted_bytes) {
+                log_info("journal %s: %llu bytes: compacting", journal->describe().c_str(),
+                         static_cast<unsigned long long>(js.bytes));
+                journal->compact(table.state_records());
+            }
         }
         flush(out);
         // Placement threads that finished are joined here, never left detached.
@@ -731,6 +740,12 @@ struct AssignService::Impl {
         line("# HELP kindling_assign_journal_syncs_total Journal fdatasyncs (group commits).");
         line("# TYPE kindling_assign_journal_syncs_total counter");
         line("kindling_assign_journal_syncs_total " + std::to_string(js.syncs));
+        line("# HELP kindling_assign_journal_compactions_total Journal rewrites as the live table.");
+        line("# TYPE kindling_assign_journal_compactions_total counter");
+        line("kindling_assign_journal_compactions_total " + std::to_string(js.compactions));
+        line("# HELP kindling_assign_journal_bytes Journal file size.");
+        line("# TYPE kindling_assign_journal_bytes gauge");
+        line("kindling_assign_journal_bytes " + std::to_string(js.bytes));
         HttpResponse r{200, {}, std::move(m)};
         r.headers.set("Content-Type", "text/plain; version=0.0.4");
         return r;

@@ -174,40 +174,106 @@ FileJournal::~FileJournal() {
     }
 }
 
-uint64_t FileJournal::append_nowait(const JournalRecord& r) {
+uint64_t FileJournal::queue(const JournalRecord& r, bool urgent) {
     std::string payload = encode_record(r);
     if (payload.size() > kMaxRecord) throw DataError(path_ + ": journal record too large");
     std::lock_guard lk(mu_);
     if (closing_) throw Error(path_ + ": journal is closed");
     if (!error_.empty()) throw Error(error_, kExitIoErr);
+    // The writer sleeps until pending_ is non-empty, then (for lazy records) up to
+    // kLazyFlush more: only the first record of a batch wakes it, or the first urgent
+    // one.  urgent_ is only ever set while pending_ holds records.
+    bool wake = pending_.empty() || (urgent && !urgent_);
     frame(pending_, payload);
+    urgent_ = urgent_ || urgent;
     stats_.appends++;
-    cv_.notify_one();
+    if (wake) cv_.notify_one();
     return ++queued_seq_;
+}
+
+uint64_t FileJournal::append_nowait(const JournalRecord& r) { return queue(r, true); }
+
+uint64_t FileJournal::append_lazy(const JournalRecord& r) { return queue(r, false); }
+
+void FileJournal::compact(const std::vector<JournalRecord>& state) {
+    std::string framed;
+    for (const JournalRecord& r : state) frame(framed, encode_record(r));
+    std::lock_guard lk(mu_);
+    if (closing_ || !error_.empty()) return;
+    compact_ = true;
+    compact_state_ = std::move(framed);
+    compact_cut_ = pending_.size();
+    cv_.notify_one();
+}
+
+void FileJournal::hurry(uint64_t seq) {
+    if (durable_seq_ < seq && !pending_.empty() && !urgent_) {
+        urgent_ = true;
+        cv_.notify_one();
+    }
 }
 
 void FileJournal::sync(uint64_t seq) {
     std::unique_lock lk(mu_);
+    hurry(seq);
     durable_cv_.wait(lk, [&] { return durable_seq_ >= seq || !error_.empty(); });
     if (durable_seq_ < seq) throw Error(error_, kExitIoErr);
+}
+
+UniqueFd FileJournal::rewrite(const std::string& records) {
+    std::string tmp = path_ + ".compact";
+    UniqueFd fd = open_file(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    try {
+        if (::flock(fd.get(), LOCK_EX | LOCK_NB) < 0) throw_errno("flock " + tmp);
+        std::string data(kHeader, sizeof kHeader);
+        data += records;
+        pwrite_full(fd.get(), data.data(), data.size(), 0, tmp);
+        if (::fdatasync(fd.get()) < 0) throw_errno("fdatasync " + tmp);
+        // The new file carries our lock before it takes the name: a second assignd
+        // opening PATH finds it locked either way.
+        if (::rename(tmp.c_str(), path_.c_str()) < 0) throw_errno("rename " + tmp + " to " + path_);
+    } catch (...) {
+        ::unlink(tmp.c_str());
+        throw;
+    }
+    fsync_dir(dirname_of(path_));
+    return fd;
 }
 
 void FileJournal::writer_loop() {
     std::unique_lock lk(mu_);
     for (;;) {
-        cv_.wait(lk, [&] { return !pending_.empty() || closing_; });
-        if (pending_.empty()) return;  // closing with nothing left
+        cv_.wait(lk, [&] { return !pending_.empty() || compact_ || closing_; });
+        if (!urgent_ && !compact_ && !closing_)
+            cv_.wait_for(lk, kLazyFlush, [&] { return urgent_ || compact_ || closing_; });
+        if (pending_.empty() && !compact_) return;  // closing with nothing left
         std::string batch;
         batch.swap(pending_);
+        urgent_ = false;
+        bool compact = compact_;
+        compact_ = false;
+        std::string state;
+        state.swap(compact_state_);
+        size_t cut = compact_cut_;
         uint64_t seq = queued_seq_;
         uint64_t off = end_;
         lk.unlock();
         std::string err;
-        try {
-            pwrite_full(fd_.get(), batch.data(), batch.size(), static_cast<off_t>(off), path_);
-            if (::fdatasync(fd_.get()) < 0) throw_errno("fdatasync " + path_);
-        } catch (const std::exception& e) {
-            err = e.what();
+        UniqueFd fresh;
+        if (compact) {
+            try {
+                fresh = rewrite(state + batch.substr(cut));
+            } catch (const std::exception& e) {
+                log_warn("%s: compaction failed, the journal keeps growing: %s", path_.c_str(), e.what());
+            }
+        }
+        if (!fresh) {
+            try {
+                pwrite_full(fd_.get(), batch.data(), batch.size(), static_cast<off_t>(off), path_);
+                if (::fdatasync(fd_.get()) < 0) throw_errno("fdatasync " + path_);
+            } catch (const std::exception& e) {
+                err = e.what();
+            }
         }
         lk.lock();
         if (!err.empty()) {
@@ -217,7 +283,14 @@ void FileJournal::writer_loop() {
             durable_cv_.notify_all();
             return;
         }
-        end_ = off + batch.size();
+        if (fresh) {
+            fd_ = std::move(fresh);  // closing the old file releases its lock
+            end_ = sizeof kHeader + state.size() + (batch.size() - cut);
+            stats_.compactions++;
+            stats_.compacted_bytes = end_;
+        } else {
+            end_ = off + batch.size();
+        }
         stats_.syncs++;
         stats_.bytes = end_;
         durable_seq_ = seq;
@@ -227,15 +300,17 @@ void FileJournal::writer_loop() {
 
 void FileJournal::replay(const std::function<void(const JournalRecord&)>& fn) {
     uint64_t end;
+    std::vector<uint8_t> data;
     {
         std::unique_lock lk(mu_);
         uint64_t seq = queued_seq_;
+        hurry(seq);
         durable_cv_.wait(lk, [&] { return durable_seq_ >= seq || !error_.empty(); });
         if (!fd_) throw Error(path_ + ": journal is closed");
         end = end_;
+        data.resize(end);
+        pread_full(fd_.get(), data.data(), end, 0, path_);
     }
-    std::vector<uint8_t> data(end);
-    pread_full(fd_.get(), data.data(), end, 0, path_);
     uint64_t off = sizeof kHeader;
     while (off + 8 <= end) {
         uint32_t len = get_u32(&data[off]);

@@ -14,10 +14,15 @@
 // one is corruption in the middle and a DataError (nothing is dropped silently).
 // Group commit: appends are queued to one writer thread, which writes everything
 // queued in one write(2) and covers it with one fdatasync(2); callers that need
-// durability wait for their record's sequence number.  Leader lock: flock(LOCK_EX) on the journal file, held
+// durability wait for their record's sequence number.  Lazy appends (a lease taken
+// or given back, which a restart turns into idle anyway) wake nobody: they ride with
+// the next group commit, at most kLazyFlush later, so the invoke path costs no
+// syscall.  Compaction rewrites the file as the records that rebuild the current
+// table plus whatever was appended after them (new file, fdatasync, rename).  Leader lock: flock(LOCK_EX) on the journal file, held
 // while it is open; a second writer gets JournalLockedError (exit 75).
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -57,6 +62,8 @@ struct JournalStats {
     uint64_t appends = 0;
     uint64_t syncs = 0;  // fdatasync calls
     uint64_t bytes = 0;  // file size
+    uint64_t compactions = 0;
+    uint64_t compacted_bytes = 0;  // file size right after the last compaction
 };
 
 class Journal {
@@ -65,6 +72,9 @@ public:
     // Queues a record; returns its sequence number (1, 2, ...).  It becomes durable
     // with the next group commit; sync(seq) waits for that.
     virtual uint64_t append_nowait(const JournalRecord& r) = 0;
+    // Queues a record no caller waits for; it is written with the next group commit,
+    // at the latest kLazyFlush later.  Returns its sequence number.
+    virtual uint64_t append_lazy(const JournalRecord& r) = 0;
     // Returns once every record up to `seq` is durable; throws if writing failed.
     virtual void sync(uint64_t seq) = 0;
     // Appends and waits until the record is durable.
@@ -72,6 +82,11 @@ public:
     // Calls `fn` with every record, oldest first (those present when opened plus
     // those appended since).
     virtual void replay(const std::function<void(const JournalRecord&)>& fn) = 0;
+    // Replaces the history with `state`, records that rebuild the same table, as of
+    // now: records queued before this call are dropped (state covers them), those
+    // queued after it follow `state`.  Runs on the writer; a failure leaves the old
+    // file in use (logged).  The caller must not append concurrently with this call.
+    virtual void compact(const std::vector<JournalRecord>& state) = 0;
     // Flushes what is queued and releases the journal (and its lock).  Idempotent.
     virtual void close() = 0;
     virtual JournalStats stats() const = 0;
@@ -91,6 +106,8 @@ public:
     ~FileJournal() override;
 
     uint64_t append_nowait(const JournalRecord& r) override;
+    uint64_t append_lazy(const JournalRecord& r) override;
+    void compact(const std::vector<JournalRecord>& state) override;
     void sync(uint64_t seq) override;
     void replay(const std::function<void(const JournalRecord&)>& fn) override;
     void close() override;
@@ -101,9 +118,14 @@ public:
     uint64_t truncated_bytes() const { return truncated_bytes_; }
 
     static constexpr uint32_t kMaxRecord = 1 << 20;
+    static constexpr std::chrono::milliseconds kLazyFlush{50};
 
 private:
+    uint64_t queue(const JournalRecord& r, bool urgent);
+    void hurry(uint64_t seq);  // under mu_: someone waits for seq, lazy or not
     void writer_loop();
+    // Writes header + records to PATH.compact, locks it, renames it over PATH.
+    UniqueFd rewrite(const std::string& records);
 
     std::string path_;
     UniqueFd fd_;
@@ -113,6 +135,10 @@ private:
     std::condition_variable cv_;        // writer waits for work
     std::condition_variable durable_cv_;  // callers wait for durability
     std::string pending_;               // encoded records not yet written
+    bool urgent_ = false;               // pending_ holds a record someone may wait for
+    bool compact_ = false;              // a compaction is requested:
+    std::string compact_state_;         //   its framed state records
+    size_t compact_cut_ = 0;            //   pending_ bytes it covers
     uint64_t queued_seq_ = 0;           // last sequence number handed out
     uint64_t durable_seq_ = 0;
     uint64_t end_ = 0;                  // file size once pending_ is written

@@ -18,7 +18,7 @@ int64_t wall_ms() {
     return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
-uint64_t SandboxTable::record(SandboxEvent ev, const Sandbox& s) {
+JournalRecord SandboxTable::make_record(SandboxEvent ev, const Sandbox& s) {
     JournalRecord r;
     r.event = ev;
     r.sandbox = s.id;
@@ -29,7 +29,35 @@ uint64_t SandboxTable::record(SandboxEvent ev, const Sandbox& s) {
         r.pid = s.pid;
         r.vsock = s.vsock;
     }
+    return r;
+}
+
+uint64_t SandboxTable::record(SandboxEvent ev, const Sandbox& s) {
+    // Leases coming and going are not worth a wait: a restart makes every live
+    // sandbox idle whatever the journal says.
+    JournalRecord r = make_record(ev, s);
+    if (ev == SandboxEvent::kBusy || ev == SandboxEvent::kIdle) return journal_.append_lazy(r);
     return journal_.append_nowait(r);
+}
+
+std::vector<JournalRecord> SandboxTable::state_records() const {
+    std::vector<JournalRecord> out;
+    bool newest_kept = false;
+    for (const Sandbox* s : all()) {
+        if (s->pid == 0) continue;  // not journaled yet (set_pid records it)
+        out.push_back(make_record(SandboxEvent::kCreated, *s));
+        if (s->state == SandboxState::kIdle) out.push_back(make_record(SandboxEvent::kIdle, *s));
+        if (s->state == SandboxState::kBusy) out.push_back(make_record(SandboxEvent::kBusy, *s));
+        if (s->state == SandboxState::kDead) out.push_back(make_record(SandboxEvent::kDead, *s));
+        newest_kept = newest_kept || s->id == "sb-" + std::to_string(next_id_ - 1);
+    }
+    // Ids are never reused: keep the highest one handed out, as a destroyed record.
+    if (!newest_kept && next_id_ > 1) {
+        Sandbox gone;
+        gone.id = "sb-" + std::to_string(next_id_ - 1);
+        out.push_back(make_record(SandboxEvent::kDestroyed, gone));
+    }
+    return out;
 }
 
 void SandboxTable::rebuild() {

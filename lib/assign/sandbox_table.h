@@ -68,10 +68,13 @@ public:
     // Sandboxes holding host resources: creating + idle + busy.
     size_t live() const;
     size_t count(SandboxState st) const;
+    // Records that rebuild this table (and its next id): Journal::compact's input.
+    std::vector<JournalRecord> state_records() const;
 
 private:
     static std::string key(const std::string& f, const std::string& v) { return f + '\0' + v; }
     void unlink_idle(const Sandbox& s);
+    static JournalRecord make_record(SandboxEvent ev, const Sandbox& s);
     uint64_t record(SandboxEvent ev, const Sandbox& s);
 
     Journal& journal_;

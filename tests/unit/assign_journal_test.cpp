@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <string>
 #include <thread>
@@ -182,4 +183,53 @@ TEST_CASE("journal: the leader lock keeps a second writer out until the first cl
     first->close();
     FileJournal second(p);
     CHECK_THROWS_AS(open_journal("etcd://x"), ConfigError);
+}
+
+TEST_CASE("journal: lazy appends wake no one, reach the file within kLazyFlush, and sync() hurries them") {
+    ScopedLogLevel quiet(LogLevel::kQuiet);
+    TempDir d;
+    std::string p = d.path + "/j";
+    FileJournal j(p);
+    uint64_t before = file_size(p);
+    for (int i = 1; i <= 100; i++) j.append_lazy(rec(3 * i + 1));
+    // One batch: the first lazy record starts the flush window, the rest ride along.
+    std::this_thread::sleep_for(FileJournal::kLazyFlush * 4);
+    CHECK(file_size(p) > before);
+    CHECK(j.stats().syncs == 1);
+    // A lazy record someone waits for is written now, not after the window.
+    auto t0 = std::chrono::steady_clock::now();
+    j.sync(j.append_lazy(rec(4)));
+    CHECK(std::chrono::steady_clock::now() - t0 < FileJournal::kLazyFlush);
+    j.close();
+    FileJournal again(p);
+    CHECK(read_all(again).size() == 101);
+}
+
+TEST_CASE("journal: compaction keeps the state and every record queued after it, and the lock") {
+    ScopedLogLevel quiet(LogLevel::kQuiet);
+    TempDir d;
+    std::string p = d.path + "/j";
+    std::vector<JournalRecord> state = {rec(3), rec(4), rec(6)};
+    {
+        FileJournal j(p);
+        for (int i = 0; i < 300; i++) j.append_lazy(rec(3 * (i % 5) + 1));
+        j.compact(state);             // covers the 300 above, written or not
+        uint64_t after = j.append_nowait(rec(5));  // follows the state
+        j.sync(after);
+        CHECK(j.stats().compactions == 1);
+        CHECK(j.stats().compacted_bytes == file_size(p));
+        auto got = read_all(j);
+        REQUIRE(got.size() == 4);
+        CHECK(got[0] == rec(3));
+        CHECK(got[2] == rec(6));
+        CHECK(got[3] == rec(5));
+        CHECK(!std::filesystem::exists(p + ".compact"));
+        // The renamed file carries the leader lock.
+        CHECK_THROWS_AS(FileJournal{p}, JournalLockedError);
+        j.append(rec(7));
+    }
+    FileJournal again(p);
+    auto got = read_all(again);
+    REQUIRE(got.size() == 5);
+    CHECK(got[4] == rec(7));
 }

@@ -66,3 +66,40 @@ TEST_CASE("sandbox table: transitions, idle lists, concurrency counts, leases, r
     CHECK(t.create("f", "1", "/run").id == "sb-4");  // ids are never reused
     std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("sandbox table: a journal compacted to state_records() rebuilds the same table and next id") {
+    ScopedLogLevel quiet(LogLevel::kQuiet);
+    char tmpl[] = "/tmp/kindling-table.XXXXXX";
+    std::string dir = ::mkdtemp(tmpl);
+    {
+        FileJournal j(dir + "/j");
+        SandboxTable t(j);
+        for (int i = 1; i <= 5; i++) t.set_pid(t.create("f", "1", "/run").id, 100 + i);
+        for (int round = 0; round < 50; round++) {  // invokes: busy/idle pairs
+            t.to_busy(*t.find("sb-1"));
+            t.to_idle(*t.find("sb-1"));
+        }
+        t.to_idle(*t.find("sb-2"));
+        t.to_busy(*t.find("sb-3"));
+        t.to_dead(*t.find("sb-4"));
+        t.destroy("sb-5");  // the highest id is gone: it must still not come back
+        t.create("f", "1", "/run");  // sb-6, creating, no pid: not journaled
+        j.sync(j.append_nowait(JournalRecord{SandboxEvent::kIdle, "sb-2"}));
+        uint64_t before = j.stats().bytes;
+        j.compact(t.state_records());
+        j.sync(j.append_nowait(JournalRecord{SandboxEvent::kIdle, "sb-3"}));
+        CHECK(j.stats().bytes < before);
+    }
+    FileJournal j(dir + "/j");
+    SandboxTable t(j);
+    t.rebuild();
+    REQUIRE(t.all().size() == 4);
+    CHECK(t.find("sb-1")->state == SandboxState::kIdle);
+    CHECK(t.find("sb-1")->pid == 101);
+    CHECK(t.find("sb-2")->state == SandboxState::kIdle);
+    CHECK(t.find("sb-3")->state == SandboxState::kIdle);  // the record after the compaction
+    CHECK(t.find("sb-4")->state == SandboxState::kDead);
+    CHECK(t.find("sb-5") == nullptr);
+    CHECK(t.create("f", "1", "/run").id == "sb-7");
+    std::filesystem::remove_all(dir);
+}
