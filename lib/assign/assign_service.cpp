@@ -23,6 +23,7 @@
 #include <list>
 #include <map>
 #include <mutex>
+#include <random>
 #include <thread>
 #include <vector>
 
@@ -55,6 +56,13 @@ HttpResponse error_json(int status, const std::string& error, const std::string&
 }
 
 // glibc's wrapper is missing from some versions; the system call is Linux 5.3+.
+std::string random_instance() {
+    std::random_device rd;
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%08x%08x", rd(), rd());
+    return buf;
+}
+
 int pidfd_open(pid_t pid, unsigned flags) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, flags)); }
 
 #ifndef P_PIDFD
@@ -104,6 +112,9 @@ struct AssignService::Impl {
     };
 
     AssignOptions opt;
+    // Tells routerd apart one assignd process from the next: leases do not survive
+    // a restart.
+    const std::string instance = random_instance();
     std::unique_ptr<Journal> journal;
     std::unique_ptr<HttpServer> server;
 
@@ -300,8 +311,8 @@ struct AssignService::Impl {
                               std::to_string(w.deadline_ms - w.start_ms) + " ms");
     }
 
-    static HttpResponse acquired(const Sandbox& s, bool cold, double restore_ms) {
-        json j = {{"sandbox", s.id}, {"vsock", s.vsock}, {"lease", s.lease}, {"cold", cold}};
+    HttpResponse acquired(const Sandbox& s, bool cold, double restore_ms) const {
+        json j = {{"sandbox", s.id}, {"vsock", s.vsock}, {"lease", s.lease}, {"cold", cold}, {"instance", instance}};
         if (cold) j["restore_ms"] = std::round(restore_ms * 1000) / 1000;
         return HttpResponse::json(200, j.dump());
     }

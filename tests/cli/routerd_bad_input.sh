@@ -75,10 +75,7 @@ assert_eq "$out" "400 InvalidParameterValueException
 out=$(python3 "$T/lam.py" "$ADDR" POST "$I/hello/invocations?Qualifier=prod" '{"ok":1}')
 assert_eq "$(status "$out")" 200 "invoke after the hostile requests"
 kill -0 "$RPID" || fail "routerd died"
-sandboxes | python3 -c '
-import json, sys
-s = json.load(sys.stdin)
-assert len(s) == 2 and all(x["state"] == "idle" for x in s), s' || fail "sandboxes: $(sandboxes)"
+wait_all_idle 2
 m=$(curl -s "http://$ADDR/metrics")
 assert_contains "$m" 'kindling_routerd_errors_total{kind="service"} 0' "no service errors"
 exit 0

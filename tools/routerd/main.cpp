@@ -31,6 +31,10 @@ int main(int argc, char** argv) {
         app.add_option("--workers", o.workers, "Invoke worker threads")->capture_default_str()->check(CLI::Range(1, 1024));
         app.add_option("--acquire-wait-ms", o.acquire_wait_ms, "How long assignd may wait for a free sandbox before a 429")
             ->capture_default_str();
+        app.add_option("--lease-hold-ms", o.lease_hold_ms,
+                       "Keep a sandbox this long after an invoke for the next one of its function (0: give it back at once)")
+            ->capture_default_str()
+            ->check(CLI::Range(0u, 600000u));
         unsigned request_timeout_ms = 30000;
         app.add_option("--request-timeout-ms", request_timeout_ms,
                        "Time a client gets to send a whole request (also the keep-alive idle limit)")

@@ -153,11 +153,16 @@ struct Router::InvokeResult {
 };
 
 Router::Router(RouterOptions opts)
-    : opts_(std::move(opts)), verifier_("lambda"), assign_(opts_.assignd_socket), queue_(opts_.queue_dir) {
+    : opts_(std::move(opts)),
+      verifier_("lambda"),
+      assign_(opts_.assignd_socket),
+      leases_(std::chrono::milliseconds(opts_.lease_hold_ms)),
+      queue_(opts_.queue_dir) {
     registry_ = Registry::load(opts_.functions_path);
     verifier_.set_keys(load_access_keys(opts_.credentials_path));
     if (!queue_.durable()) log_warn("no --queue-dir: Event invocations are kept in memory only");
     for (unsigned i = 0; i < std::max(1u, opts_.workers); ++i) workers_.emplace_back([this] { worker_loop(); });
+    if (leases_.hold().count() > 0) lease_thread_ = std::thread([this] { lease_loop(); });
     auto now = Clock::now();
     for (auto& e : queue_.take_pending()) enqueue_event(std::move(e), 0, now);
     event_thread_ = std::thread([this] { event_loop(); });
@@ -172,12 +177,14 @@ void Router::stop() {
         stopping_ = true;
     }
     jobs_cv_.notify_all();
+    lease_cv_.notify_all();
     {
         std::lock_guard lk(ev_mu_);
     }
     ev_cv_.notify_all();
     for (auto& t : workers_) t.join();
     if (event_thread_.joinable()) event_thread_.join();
+    if (lease_thread_.joinable()) lease_thread_.join();
 }
 
 void Router::reload() {
@@ -408,59 +415,92 @@ Router::InvokeResult Router::run(const Function& f, const std::string& version, 
     InvokeResult res;
     auto t0 = Clock::now();
     std::string rid = request_id();
-    const Snapshot& snap = f.versions.at(version);
-    json snapshot = snap.dir.empty() ? json{{"manifest", snap.manifest}, {"store", snap.store}} : json{{"dir", snap.dir}};
-    json acq = {{"function", f.name},         {"version", version},          {"snapshot", snapshot},
-                {"mem_mib", f.memory_mib},    {"concurrency", f.concurrency}, {"wait_ms", opts_.acquire_wait_ms}};
-    HttpResult a = assign_.post(kAssignAcquirePath, acq.dump(), std::chrono::milliseconds(60000));
-    if (a.status == 429) {
-        throttles_++;
-        res.kind = InvokeResult::kThrottled;
-        res.message = "Rate Exceeded.";
-        try {
-            res.message = json::parse(a.body).value("message", res.message);
-        } catch (const json::exception&) {
-        }
-        return res;
-    }
+    std::string key = f.name + '\0' + version;
     std::string sandbox, vsock, lease;
-    bool cold = false;
-    if (a.status == 200) {
-        try {
-            json j = json::parse(a.body);
-            sandbox = j.at("sandbox").get<std::string>();
-            vsock = j.at("vsock").get<std::string>();
-            lease = j.at("lease").get<std::string>();
-            cold = j.value("cold", false);
-        } catch (const json::exception& e) {
-            a.status = 0;
-            a.body = std::string("bad acquire answer: ") + e.what();
+    bool cold = false, held = false;
+    // A sandbox this router holds from an earlier invoke: no assignd round trip.  One
+    // whose fc-launch died meanwhile (its pooled connection hung up) goes back to
+    // assignd to be destroyed.  With the function's limit of leases out, wait here.
+    auto wait_until = Clock::now() + std::chrono::milliseconds(opts_.acquire_wait_ms);
+    for (;;) {
+        HeldLease h;
+        LeaseCache::Take t = leases_.take(key, f.name, f.concurrency, wait_until, h);
+        if (t == LeaseCache::Take::kThrottled) {
+            throttles_++;
+            res.kind = InvokeResult::kThrottled;
+            res.message = "Rate Exceeded: function " + f.name + " has reached its concurrency limit (" +
+                          std::to_string(f.concurrency) + ") and no sandbox freed up in " +
+                          std::to_string(opts_.acquire_wait_ms) + " ms";
+            return res;
         }
+        if (t == LeaseCache::Take::kAcquire) break;
+        if (pool_.alive(h.sandbox, h.vsock)) {
+            sandbox = std::move(h.sandbox), vsock = std::move(h.vsock), lease = std::move(h.lease);
+            held = true;
+            break;
+        }
+        pool_.forget(h.sandbox, h.vsock);
+        release(h.lease, "destroy");
+        leases_.ended(f.name);
     }
-    if (a.status != 200) {
-        service_errors_++;
-        res.kind = InvokeResult::kServiceError;
-        res.message = "assignd acquire " + f.name + ":" + version + ": " +
-                      (a.status ? "HTTP " + std::to_string(a.status) + " " : "") + a.body;
-        log_error("%s", res.message.c_str());
-        return res;
+    if (!held) {
+        const Snapshot& snap = f.versions.at(version);
+        json snapshot =
+            snap.dir.empty() ? json{{"manifest", snap.manifest}, {"store", snap.store}} : json{{"dir", snap.dir}};
+        json acq = {{"function", f.name},      {"version", version},          {"snapshot", snapshot},
+                    {"mem_mib", f.memory_mib}, {"concurrency", f.concurrency}, {"wait_ms", opts_.acquire_wait_ms}};
+        HttpResult a = assign_.post(kAssignAcquirePath, acq.dump(), std::chrono::milliseconds(60000));
+        if (a.status == 200) {
+            try {
+                json j = json::parse(a.body);
+                sandbox = j.at("sandbox").get<std::string>();
+                vsock = j.at("vsock").get<std::string>();
+                lease = j.at("lease").get<std::string>();
+                cold = j.value("cold", false);
+                assignd_instance(j.value("instance", ""));
+            } catch (const json::exception& e) {
+                a.status = 0;
+                a.body = std::string("bad acquire answer: ") + e.what();
+            }
+        }
+        if (a.status != 200) leases_.ended(f.name);
+        if (a.status == 429) {
+            throttles_++;
+            res.kind = InvokeResult::kThrottled;
+            res.message = "Rate Exceeded.";
+            try {
+                res.message = json::parse(a.body).value("message", res.message);
+            } catch (const json::exception&) {
+            }
+            return res;
+        }
+        if (a.status != 200) {
+            service_errors_++;
+            res.kind = InvokeResult::kServiceError;
+            res.message = "assignd acquire " + f.name + ":" + version + ": " +
+                          (a.status ? "HTTP " + std::to_string(a.status) + " " : "") + a.body;
+            log_error("%s", res.message.c_str());
+            return res;
+        }
     }
     (cold ? cold_ : warm_)++;
+    if (held) held_hits_++;
     res.cold = cold;
     // A throw from here to the release below must not leave the sandbox busy for ever.
     struct LeaseGuard {
-        const AssignClient& assign;
+        Router& r;
         const std::string& lease;
+        const std::string& function;
         bool armed = true;
         ~LeaseGuard() {
             if (!armed) return;
             try {
-                assign.post(kAssignReleasePath, to_text(json{{"lease", lease}, {"outcome", "destroy"}}),
-                            std::chrono::milliseconds(10000));
+                r.release(lease, "destroy");
             } catch (...) {
             }
+            r.leases_.ended(function);
         }
-    } guard{assign_, lease};
+    } guard{*this, lease, f.name};
     auto t_acq = Clock::now();
     auto deadline = t_acq + std::chrono::microseconds(static_cast<int64_t>(f.timeout_s * 1e6));
     bool reused = false;
@@ -516,15 +556,16 @@ Router::InvokeResult Router::run(const Function& f, const std::string& version, 
         res.log = log.size() > kLogTail ? log.substr(log.size() - kLogTail) : log;
     }
     guard.armed = false;
-    auto release = [this, lease, outcome] {
-        HttpResult rel = assign_.post(kAssignReleasePath, to_text(json{{"lease", lease}, {"outcome", outcome}}),
-                                      std::chrono::milliseconds(10000));
-        if (rel.status != 204 && rel.status != 200)
-            log_warn("assignd release %s (%s): %s %s", lease.c_str(), outcome.c_str(),
-                     rel.status ? std::to_string(rel.status).c_str() : "", rel.body.c_str());
-    };
-    if (t_defer_release) t_after_response = release;
-    else release();
+    // Kept for the next invoke (before the answer goes out, so a client's next
+    // request finds it), else handed back to assignd after the answer.
+    if (outcome == "destroy" || !leases_.put(key, HeldLease{f.name, sandbox, vsock, lease, Clock::now()})) {
+        auto give_back = [this, lease, outcome, fn = f.name] {
+            release(lease, outcome);
+            leases_.ended(fn);
+        };
+        if (t_defer_release) t_after_response = give_back;
+        else give_back();
+    }
     double secs = std::chrono::duration<double>(Clock::now() - t0).count();
     int b = 0;
     while (b < kBuckets && secs > kBucketBounds[b]) ++b;
@@ -534,6 +575,39 @@ Router::InvokeResult Router::run(const Function& f, const std::string& version, 
     log_verbose("invoke %s:%s sandbox %s %s%s: %s in %.3f ms", f.name.c_str(), version.c_str(), sandbox.c_str(),
                 cold ? "cold" : "warm", reused ? " (pooled conn)" : "", outcome.c_str(), secs * 1e3);
     return res;
+}
+
+void Router::release(const std::string& lease, const std::string& outcome) {
+    HttpResult rel = assign_.post(kAssignReleasePath, to_text(json{{"lease", lease}, {"outcome", outcome}}),
+                                  std::chrono::milliseconds(10000));
+    if (rel.status != 204 && rel.status != 200)
+        log_warn("assignd release %s (%s): %s %s", lease.c_str(), outcome.c_str(),
+                 rel.status ? std::to_string(rel.status).c_str() : "", rel.body.c_str());
+}
+
+void Router::assignd_instance(const std::string& instance) {
+    std::lock_guard lk(instance_mu_);
+    if (instance == instance_) return;
+    // assignd restarted: the leases this router holds are void, and the restarted
+    // assignd counts their sandboxes idle.  Forget them (releasing would 404).
+    if (!instance_.empty()) {
+        auto gone = leases_.take_all();
+        log_info("assignd restarted (instance %s -> %s): %zu held leases void", instance_.c_str(),
+                 instance.c_str(), gone.size());
+    }
+    instance_ = instance;
+}
+
+void Router::lease_loop() {
+    std::unique_lock lk(jobs_mu_);
+    while (!stopping_) {
+        lease_cv_.wait_for(lk, std::max(leases_.hold() / 2, std::chrono::milliseconds(1)));
+        lk.unlock();
+        for (const HeldLease& h : leases_.expired(Clock::now())) release(h.lease, "ok");
+        lk.lock();
+    }
+    lk.unlock();
+    for (const HeldLease& h : leases_.take_all()) release(h.lease, "ok");
 }
 
 void Router::enqueue_event(QueuedEvent e, int attempt, Clock::time_point when) {
@@ -615,6 +689,10 @@ std::string Router::metrics() const {
     out += "# TYPE kindling_routerd_sandbox_starts_total counter\n";
     line("kindling_routerd_sandbox_starts_total", "{start=\"cold\"}", cold_);
     line("kindling_routerd_sandbox_starts_total", "{start=\"warm\"}", warm_);
+    out += "# TYPE kindling_routerd_held_lease_hits_total counter\n";
+    line("kindling_routerd_held_lease_hits_total", "", held_hits_);
+    out += "# TYPE kindling_routerd_held_leases gauge\n";
+    line("kindling_routerd_held_leases", "", leases_.held());
     out += "# TYPE kindling_routerd_event_retries_total counter\n";
     line("kindling_routerd_event_retries_total", "", event_retries_);
     line("kindling_routerd_events_dropped_total", "", events_dropped_);

@@ -15,6 +15,7 @@
 #include "event_queue.h"
 #include "http/http_server.h"
 #include "http/sigv4_verify.h"
+#include "lease_cache.h"
 #include "registry.h"
 #include "sandbox_client.h"
 
@@ -27,6 +28,7 @@ struct RouterOptions {
     std::string queue_dir;
     unsigned workers = 32;
     unsigned acquire_wait_ms = 100;
+    unsigned lease_hold_ms = 100;  // keep a sandbox this long for the next invoke (0: off)
     unsigned event_retry_delay_ms = 1000;  // doubled for the second retry
 };
 
@@ -49,6 +51,9 @@ private:
     void submit(std::function<void()> job);
     void worker_loop();
     void event_loop();
+    void release(const std::string& lease, const std::string& outcome);
+    void assignd_instance(const std::string& instance);
+    void lease_loop();
     void enqueue_event(QueuedEvent e, int attempt, std::chrono::steady_clock::time_point when);
     std::shared_ptr<const Registry> registry() const;
     std::string metrics() const;
@@ -57,6 +62,11 @@ private:
     SigV4Verifier verifier_;
     AssignClient assign_;
     VsockPool pool_;
+    LeaseCache leases_;
+    std::mutex instance_mu_;
+    std::string instance_;  // assignd's, from acquire answers
+    std::thread lease_thread_;
+    std::condition_variable lease_cv_;  // with jobs_mu_: wakes lease_loop to stop
     EventQueue queue_;
     mutable std::mutex reg_mu_;
     std::shared_ptr<const Registry> registry_;
@@ -80,7 +90,7 @@ private:
     // Metrics.
     std::atomic<uint64_t> invokes_sync_{0}, invokes_event_{0}, invokes_dry_{0};
     std::atomic<uint64_t> function_errors_{0}, timeouts_{0}, throttles_{0}, auth_failures_{0},
-        not_found_{0}, too_large_{0}, service_errors_{0}, cold_{0}, warm_{0}, event_retries_{0},
+        not_found_{0}, too_large_{0}, service_errors_{0}, cold_{0}, warm_{0}, held_hits_{0}, event_retries_{0},
         events_dropped_{0};
     static constexpr int kBuckets = 14;
     std::atomic<uint64_t> latency_buckets_[kBuckets + 1] = {};

@@ -261,6 +261,18 @@ GuestAnswer VsockPool::invoke(const std::string& sandbox, const std::string& vso
     return {GuestAnswer::kBroken, "unreachable"};
 }
 
+bool VsockPool::alive(const std::string& sandbox, const std::string& vsock) {
+    std::lock_guard lk(mu_);
+    auto it = idle_.find(sandbox + "\n" + vsock);
+    if (it == idle_.end()) return true;
+    for (const UniqueFd& fd : it->second) {
+        // An idle connection has nothing to read: readable means EOF or a reset.
+        pollfd p{fd.get(), POLLIN | POLLRDHUP, 0};
+        if (::poll(&p, 1, 0) > 0) return false;
+    }
+    return true;
+}
+
 void VsockPool::forget(const std::string& sandbox, const std::string& vsock) {
     std::lock_guard lk(mu_);
     idle_.erase(sandbox + "\n" + vsock);

@@ -47,6 +47,9 @@ public:
     // any answer is retried once on a fresh one.
     GuestAnswer invoke(const std::string& sandbox, const std::string& vsock, const std::string& payload,
                        std::chrono::steady_clock::time_point deadline, bool* reused = nullptr);
+    // False when a pooled connection shows the sandbox hung up (its fc-launch died);
+    // true when none does or none is pooled.
+    bool alive(const std::string& sandbox, const std::string& vsock);
     // Drops every pooled connection of a sandbox (destroyed).
     void forget(const std::string& sandbox, const std::string& vsock);
 

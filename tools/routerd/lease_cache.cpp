@@ -1,0 +1,82 @@
+#include "lease_cache.h"
+
+namespace kindling::routerd {
+
+LeaseCache::Take LeaseCache::take(const std::string& key, const std::string& function, size_t limit,
+                                  Clock::time_point deadline, HeldLease& out) {
+    std::unique_lock lk(mu_);
+    Function& fn = functions_[function];
+    for (;;) {
+        if (auto it = held_.find(key); it != held_.end()) {
+            out = std::move(it->second.back());
+            it->second.pop_back();
+            if (it->second.empty()) held_.erase(it);
+            return Take::kHeld;
+        }
+        if (fn.out < limit) {
+            fn.out++;
+            return Take::kAcquire;
+        }
+        if (Clock::now() >= deadline) return Take::kThrottled;
+        // One waiter is woken per lease that comes back (notify_one): no herd.  A
+        // waiter of another version that takes no lease passes the wake-up on.
+        fn.waiting++;
+        fn.back.wait_until(lk, deadline);
+        fn.waiting--;
+        if (!held_.count(key) && fn.out >= limit) woke_one(fn);
+    }
+}
+
+bool LeaseCache::put(const std::string& key, HeldLease h) {
+    if (hold_.count() <= 0) return false;
+    std::lock_guard lk(mu_);
+    Function& fn = functions_[h.function];
+    held_[key].push_back(std::move(h));
+    woke_one(fn);
+    return true;
+}
+
+void LeaseCache::ended(const std::string& function) {
+    std::lock_guard lk(mu_);
+    Function& fn = functions_[function];
+    if (fn.out > 0) fn.out--;
+    woke_one(fn);
+}
+
+std::vector<HeldLease> LeaseCache::remove_if_locked(Clock::time_point now, bool all) {
+    std::vector<HeldLease> gone;
+    for (auto it = held_.begin(); it != held_.end();) {
+        auto& v = it->second;
+        // Oldest first: once one is young enough, the rest are too.
+        size_t n = 0;
+        while (n < v.size() && (all || now - v[n].since >= hold_)) ++n;
+        for (size_t i = 0; i < n; ++i) gone.push_back(std::move(v[i]));
+        v.erase(v.begin(), v.begin() + static_cast<long>(n));
+        it = v.empty() ? held_.erase(it) : std::next(it);
+    }
+    for (const HeldLease& h : gone) {
+        Function& fn = functions_[h.function];
+        if (fn.out > 0) fn.out--;
+        woke_one(fn);
+    }
+    return gone;
+}
+
+std::vector<HeldLease> LeaseCache::expired(Clock::time_point now) {
+    std::lock_guard lk(mu_);
+    return remove_if_locked(now, false);
+}
+
+std::vector<HeldLease> LeaseCache::take_all() {
+    std::lock_guard lk(mu_);
+    return remove_if_locked(Clock::now(), true);
+}
+
+size_t LeaseCache::held() const {
+    std::lock_guard lk(mu_);
+    size_t n = 0;
+    for (const auto& [key, v] : held_) n += v.size();
+    return n;
+}
+
+}  // namespace kindling::routerd
