@@ -6,7 +6,9 @@
 //                                 | {"manifest": "ID", "store": "URI"}  -- through snapfs
 //                       "mem_mib": 128, "concurrency": 10, "wait_ms": 5000}
 //     200 {"sandbox": "sb-7", "vsock": "/run/kindling/sb-7.sock", "lease": "L7-3",
-//          "cold": true, "restore_ms": 3.2}
+//          "cold": true, "restore_ms": 3.2, "instance": "9f2c..."}
+//         instance: random per assignd process; a new one means leases held
+//         from before were voided by a restart.
 //         An idle sandbox of function+version if there is one (warm), else a new
 //         one restored from the snapshot (cold).  A burst of N acquires on a cold
 //         function places at most N sandboxes, never more (no placement storm).
