@@ -38,6 +38,10 @@ public:
     std::string invoke(const std::string& payload, bool* is_error = nullptr) {
         std::string req = "INVOKE " + std::to_string(payload.size()) + "\n" + payload;
         if (!write_all(req.data(), req.size())) throw std::runtime_error("invoke: write failed");
+        return answer(is_error);
+    }
+    // Reads one answer (OK n / ERR n + n bytes); throws on a protocol error.
+    std::string answer(bool* is_error = nullptr) {
         std::string line;
         if (!read_line(line)) throw std::runtime_error("invoke: connection closed");
         bool err = line.rfind("ERR ", 0) == 0;

@@ -52,22 +52,44 @@ void* heap_alloc_permanent(size_t n, size_t align) {
     return (void*)(uintptr_t)p;
 }
 
+/* Blocks of 2 MiB or more start on a 2 MiB boundary, as Linux places large anonymous
+ * mappings (THP alignment): a big table then lines up with huge pages and with the
+ * 512 KiB chunks snapshots are stored in, so a working set made of runs of the table
+ * is fetched in whole chunks rather than the halves of two. */
+#define BIG_ALIGN (2u << 20)
+
 void* nano_malloc(size_t n) {
     if (n > heap_hi - heap_lo) return 0;
     size_t need = round_up(n + HDR, ALIGN);
     if (need < MIN_BLOCK) need = MIN_BLOCK;
+    size_t align = n >= BIG_ALIGN ? BIG_ALIGN : ALIGN;
     for (struct block **pp = &free_list, *b; (b = *pp); pp = &b->next) {
-        if (b->size < need) continue;
-        if (b->size - need >= MIN_BLOCK) {
-            struct block* rest = (struct block*)((char*)b + need);
-            rest->size = b->size - need;
-            rest->next = b->next;
-            *pp = rest;
-            b->size = need;
+        /* The user pointer at the first aligned address that leaves either no gap
+         * before the block or a gap big enough to stay a free block. */
+        uint64_t at = (uint64_t)(uintptr_t)b;
+        uint64_t user = round_up(at + HDR, align);
+        while (user - HDR != at && user - HDR - at < MIN_BLOCK) user += align;
+        size_t gap = user - HDR - at;
+        if (b->size < gap || b->size - gap < need) continue;
+        struct block* got = (struct block*)(uintptr_t)(user - HDR);
+        size_t after = b->size - gap - need;
+        struct block* next = b->next;
+        if (after >= MIN_BLOCK) {
+            struct block* rest = (struct block*)((char*)got + need);
+            rest->size = after;
+            rest->next = next;
+            next = rest;
         } else {
-            *pp = b->next;
+            need += after;
         }
-        return (char*)b + HDR;
+        if (gap) {
+            b->size = gap; /* the front stays free, in place */
+            b->next = next;
+        } else {
+            *pp = next;
+        }
+        got->size = need;
+        return (char*)got + HDR;
     }
     return 0;
 }
