@@ -79,9 +79,9 @@ bool socket_accepts(const std::string& path) {
     return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
 }
 
-// Is `pid` an fc-launch serving `vsock`?  (After a restart the pid may have been
-// reused by anything.)
-bool is_our_fc_launch(int64_t pid, const std::string& vsock) {
+// The --vsock path of process `pid` if it is an fc-launch, else "".  (After a restart
+// a recorded pid may have been reused by anything.)
+std::string fc_launch_vsock(int64_t pid) {
     // /proc files report size 0: read to EOF rather than by size.
     std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
     std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -89,10 +89,21 @@ bool is_our_fc_launch(int64_t pid, const std::string& vsock) {
     size_t start = 0;
     for (size_t i = 0; i < cmd.size(); i++)
         if (cmd[i] == '\0') argv.push_back(cmd.substr(start, i - start)), start = i + 1;
-    if (argv.empty() || std::filesystem::path(argv[0]).filename() != "fc-launch") return false;
+    if (argv.empty() || std::filesystem::path(argv[0]).filename() != "fc-launch") return "";
     for (size_t i = 0; i + 1 < argv.size(); i++)
-        if (argv[i] == "--vsock" && argv[i + 1] == vsock) return true;
-    return false;
+        if (argv[i] == "--vsock") return argv[i + 1];
+    return "";
+}
+
+bool is_our_fc_launch(int64_t pid, const std::string& vsock) { return fc_launch_vsock(pid) == vsock; }
+
+// N of a run-dir file named sb-N.<anything>, or 0.
+uint64_t sandbox_number(const std::string& filename) {
+    if (filename.rfind("sb-", 0) != 0) return 0;
+    size_t dot = filename.find('.');
+    std::string digits = filename.substr(3, dot == std::string::npos ? std::string::npos : dot - 3);
+    if (digits.empty() || digits.size() > 18 || digits.find_first_not_of("0123456789") != std::string::npos) return 0;
+    return std::stoull(digits);
 }
 
 }  // namespace
@@ -177,7 +188,36 @@ struct AssignService::Impl {
             }
         }
         if (seq) journal->sync(seq);
+        reap_strays();
         log_info("journal %s: %zu sandboxes alive, %zu dead", journal->describe().c_str(), alive, lost);
+    }
+
+    // A crash between spawning a sandbox and journaling its pid leaves an fc-launch the
+    // journal does not know, and one still restoring is marked dead above while its
+    // process runs on.  Both serve a socket in our run dir: kill them.  Ids seen in the
+    // run dir (sockets, logs) are never handed out again.
+    void reap_strays() {
+        std::error_code ec;
+        std::filesystem::path dir = std::filesystem::path(opt.run_dir).lexically_normal();
+        if (!dir.has_filename()) dir = dir.parent_path();  // "run/" -> "run"
+        for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+            table.note_id(sandbox_number(e.path().filename().string()));
+        for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
+            std::string name = e.path().filename().string();
+            if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+            int64_t pid = std::stoll(name);
+            std::filesystem::path vsock = fc_launch_vsock(pid);
+            if (vsock.empty() || vsock.lexically_normal().parent_path() != dir) continue;
+            uint64_t n = sandbox_number(vsock.filename().string());
+            if (n == 0) continue;
+            table.note_id(n);
+            const Sandbox* s = table.find("sb-" + std::to_string(n));
+            if (s && s->pid == pid && s->state != SandboxState::kDead) continue;
+            log_warn("stray fc-launch pid %lld serving %s (not live in the journal): killed",
+                     static_cast<long long>(pid), vsock.c_str());
+            ::kill(static_cast<pid_t>(-pid), SIGKILL);  // its process group, as stop_sandbox
+            ::kill(static_cast<pid_t>(pid), SIGKILL);
+        }
     }
 
     // ---- pidfd watcher ----

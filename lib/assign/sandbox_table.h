@@ -5,6 +5,7 @@
 // holds its lock around every call.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -68,6 +69,8 @@ public:
     // Sandboxes holding host resources: creating + idle + busy.
     size_t live() const;
     size_t count(SandboxState st) const;
+    // Id sb-`n` was seen (a run-dir file, a process): never hand it out again.
+    void note_id(uint64_t n) { next_id_ = std::max(next_id_, n + 1); }
     // Records that rebuild this table (and its next id): Journal::compact's input.
     std::vector<JournalRecord> state_records() const;
 
