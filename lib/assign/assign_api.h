@@ -22,6 +22,8 @@
 //          so is the lease of a sandbox that died meanwhile (the message says so).
 //   GET  /v1/sandboxes [{"id", "function", "version", "state": "creating|idle|busy|dead",
 //                        "pid", "vsock", "invokes", "last_used_ms"}]
+//   GET  /v1/instance  {"instance": "9f2c..."}  -- cheap: routerd polls it while it
+//                      holds leases, to notice a restart
 //   POST /v1/drain     {"function": "hello"}  (all functions if absent): idle
 //                      sandboxes stopped, busy ones stopped on release
 //   GET  /metrics      Prometheus text
@@ -38,6 +40,7 @@ inline constexpr const char* kAssignAcquirePath = "/v1/acquire";
 inline constexpr const char* kAssignReleasePath = "/v1/release";
 inline constexpr const char* kAssignSandboxesPath = "/v1/sandboxes";
 inline constexpr const char* kAssignDrainPath = "/v1/drain";
+inline constexpr const char* kAssignInstancePath = "/v1/instance";
 
 enum class SandboxState { kCreating, kIdle, kBusy, kDead };
 

@@ -592,8 +592,10 @@ struct AssignService::Impl {
             if (path == kAssignSandboxesPath && req.method == "GET") return respond(list());
             if (path == kAssignDrainPath && req.method == "POST") return respond(drain(req));
             if (path == "/metrics" && req.method == "GET") return respond(metrics());
+            if (path == kAssignInstancePath && req.method == "GET")
+                return respond(HttpResponse::json(200, json{{"instance", instance}}.dump()));
             if (path == kAssignAcquirePath || path == kAssignReleasePath || path == kAssignSandboxesPath ||
-                path == kAssignDrainPath || path == "/metrics")
+                path == kAssignDrainPath || path == kAssignInstancePath || path == "/metrics")
                 return respond(error_json(405, "MethodNotAllowed", req.method + " " + std::string(path)));
             respond(error_json(404, "NotFound", "no such endpoint: " + std::string(path)));
         } catch (const DataError& e) {

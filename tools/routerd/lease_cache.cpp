@@ -72,6 +72,13 @@ std::vector<HeldLease> LeaseCache::take_all() {
     return remove_if_locked(Clock::now(), true);
 }
 
+size_t LeaseCache::out() const {
+    std::lock_guard lk(mu_);
+    size_t n = 0;
+    for (const auto& [name, fn] : functions_) n += fn.out;
+    return n;
+}
+
 size_t LeaseCache::held() const {
     std::lock_guard lk(mu_);
     size_t n = 0;

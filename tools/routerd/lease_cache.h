@@ -23,6 +23,7 @@ namespace kindling::routerd {
 struct HeldLease {
     std::string function;  // counts against this function's limit
     std::string sandbox, vsock, lease;
+    std::string instance;  // the assignd that granted it
     std::chrono::steady_clock::time_point since;
 };
 
@@ -49,6 +50,8 @@ public:
     std::vector<HeldLease> expired(Clock::time_point now);
     std::vector<HeldLease> take_all();
     size_t held() const;
+    // Leases out (in use or held), all functions.
+    size_t out() const;
 
 private:
     std::vector<HeldLease> remove_if_locked(Clock::time_point now, bool all);

@@ -416,7 +416,7 @@ Router::InvokeResult Router::run(const Function& f, const std::string& version, 
     auto t0 = Clock::now();
     std::string rid = request_id();
     std::string key = f.name + '\0' + version;
-    std::string sandbox, vsock, lease;
+    std::string sandbox, vsock, lease, instance;
     bool cold = false, held = false;
     // A sandbox this router holds from an earlier invoke: no assignd round trip.  One
     // whose fc-launch died meanwhile (its pooled connection hung up) goes back to
@@ -436,6 +436,7 @@ Router::InvokeResult Router::run(const Function& f, const std::string& version, 
         if (t == LeaseCache::Take::kAcquire) break;
         if (pool_.alive(h.sandbox, h.vsock)) {
             sandbox = std::move(h.sandbox), vsock = std::move(h.vsock), lease = std::move(h.lease);
+            instance = std::move(h.instance);
             held = true;
             break;
         }
@@ -457,7 +458,8 @@ Router::InvokeResult Router::run(const Function& f, const std::string& version, 
                 vsock = j.at("vsock").get<std::string>();
                 lease = j.at("lease").get<std::string>();
                 cold = j.value("cold", false);
-                assignd_instance(j.value("instance", ""));
+                instance = j.value("instance", "");
+                assignd_instance(instance);
             } catch (const json::exception& e) {
                 a.status = 0;
                 a.body = std::string("bad acquire answer: ") + e.what();
@@ -558,7 +560,12 @@ Router::InvokeResult Router::run(const Function& f, const std::string& version, 
     guard.armed = false;
     // Kept for the next invoke (before the answer goes out, so a client's next
     // request finds it), else handed back to assignd after the answer.
-    if (outcome == "destroy" || !leases_.put(key, HeldLease{f.name, sandbox, vsock, lease, Clock::now()})) {
+    if (!current_instance(instance)) {
+        // Granted by an assignd that has since restarted: the new one counts this
+        // sandbox idle and knows nothing of the lease.  Forget it.
+        leases_.ended(f.name);
+    } else if (outcome == "destroy" ||
+               !leases_.put(key, HeldLease{f.name, sandbox, vsock, lease, instance, Clock::now()})) {
         auto give_back = [this, lease, outcome, fn = f.name] {
             release(lease, outcome);
             leases_.ended(fn);
@@ -598,12 +605,29 @@ void Router::assignd_instance(const std::string& instance) {
     instance_ = instance;
 }
 
+bool Router::current_instance(const std::string& instance) {
+    std::lock_guard lk(instance_mu_);
+    return instance == instance_;
+}
+
 void Router::lease_loop() {
     std::unique_lock lk(jobs_mu_);
     while (!stopping_) {
-        lease_cv_.wait_for(lk, std::max(leases_.hold() / 2, std::chrono::milliseconds(1)));
+        lease_cv_.wait_for(lk, std::clamp(leases_.hold() / 2, std::chrono::milliseconds(1),
+                                          std::chrono::milliseconds(500)));
         lk.unlock();
         for (const HeldLease& h : leases_.expired(Clock::now())) release(h.lease, "ok");
+        // A held lease may be reused for ever under load, with no acquire to tell
+        // that assignd restarted: ask it while leases are out.
+        if (leases_.out() > 0) {
+            HttpResult r = assign_.get(kAssignInstancePath);
+            if (r.status == 200) {
+                try {
+                    assignd_instance(json::parse(r.body).value("instance", ""));
+                } catch (const json::exception&) {
+                }
+            }
+        }
         lk.lock();
     }
     lk.unlock();

@@ -53,6 +53,7 @@ private:
     void event_loop();
     void release(const std::string& lease, const std::string& outcome);
     void assignd_instance(const std::string& instance);
+    bool current_instance(const std::string& instance);
     void lease_loop();
     void enqueue_event(QueuedEvent e, int attempt, std::chrono::steady_clock::time_point when);
     std::shared_ptr<const Registry> registry() const;
