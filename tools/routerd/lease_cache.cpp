@@ -6,33 +6,52 @@ LeaseCache::Take LeaseCache::take(const std::string& key, const std::string& fun
                                   Clock::time_point deadline, HeldLease& out) {
     std::unique_lock lk(mu_);
     Function& fn = functions_[function];
-    for (;;) {
-        if (auto it = held_.find(key); it != held_.end()) {
-            out = std::move(it->second.back());
-            it->second.pop_back();
-            if (it->second.empty()) held_.erase(it);
-            return Take::kHeld;
-        }
-        if (fn.out < limit) {
-            fn.out++;
-            return Take::kAcquire;
-        }
-        if (Clock::now() >= deadline) return Take::kThrottled;
-        // One waiter is woken per lease that comes back (notify_one): no herd.  A
-        // waiter of another version that takes no lease passes the wake-up on.
-        fn.waiting++;
-        fn.back.wait_until(lk, deadline);
-        fn.waiting--;
-        if (!held_.count(key) && fn.out >= limit) woke_one(fn);
+    if (auto it = held_.find(key); it != held_.end()) {
+        out = std::move(it->second.back());
+        it->second.pop_back();
+        if (it->second.empty()) held_.erase(it);
+        return Take::kHeld;
     }
+    if (fn.out < limit && fn.waiters.empty()) {
+        fn.out++;
+        return Take::kAcquire;
+    }
+    Waiter me{&key, {}, std::nullopt, false};
+    fn.waiters.push_back(&me);
+    while (!me.lease && !me.slot)
+        if (me.cv.wait_until(lk, deadline) == std::cv_status::timeout && !me.lease && !me.slot) {
+            std::erase(fn.waiters, &me);
+            return Take::kThrottled;
+        }
+    if (me.lease) {
+        out = std::move(*me.lease);
+        return Take::kHeld;
+    }
+    return Take::kAcquire;  // hand_slot counted it
+}
+
+void LeaseCache::hand_slot(Function& fn) {
+    if (fn.waiters.empty()) return;
+    Waiter* w = fn.waiters.front();
+    fn.waiters.pop_front();
+    fn.out++;
+    w->slot = true;
+    w->cv.notify_one();
 }
 
 bool LeaseCache::put(const std::string& key, HeldLease h) {
     if (hold_.count() <= 0) return false;
     std::lock_guard lk(mu_);
     Function& fn = functions_[h.function];
+    for (auto it = fn.waiters.begin(); it != fn.waiters.end(); ++it)
+        if (*(*it)->key == key) {
+            Waiter* w = *it;
+            fn.waiters.erase(it);
+            w->lease = std::move(h);
+            w->cv.notify_one();
+            return true;
+        }
     held_[key].push_back(std::move(h));
-    woke_one(fn);
     return true;
 }
 
@@ -40,7 +59,7 @@ void LeaseCache::ended(const std::string& function) {
     std::lock_guard lk(mu_);
     Function& fn = functions_[function];
     if (fn.out > 0) fn.out--;
-    woke_one(fn);
+    hand_slot(fn);
 }
 
 std::vector<HeldLease> LeaseCache::remove_if_locked(Clock::time_point now, bool all) {
@@ -57,7 +76,7 @@ std::vector<HeldLease> LeaseCache::remove_if_locked(Clock::time_point now, bool 
     for (const HeldLease& h : gone) {
         Function& fn = functions_[h.function];
         if (fn.out > 0) fn.out--;
-        woke_one(fn);
+        hand_slot(fn);
     }
     return gone;
 }

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -54,18 +55,27 @@ public:
     size_t out() const;
 
 private:
+    // A caller of take() waiting for a lease to come back: put() hands a lease of its
+    // key straight to the oldest such waiter, ended() hands it the freed slot, and
+    // wakes only that thread.  First come, first served; nothing to steal.
+    struct Waiter {
+        const std::string* key;
+        std::condition_variable cv;
+        std::optional<HeldLease> lease;  // handed over by put()
+        bool slot = false;               // handed over by ended(): acquire from assignd
+    };
+    struct Function {
+        size_t out = 0;                 // leases out: in use or held
+        std::deque<Waiter*> waiters;
+    };
+    // A freed slot of `fn` to its oldest waiter, if any (under mu_).
+    void hand_slot(Function& fn);
     std::vector<HeldLease> remove_if_locked(Clock::time_point now, bool all);
 
     std::chrono::milliseconds hold_;
     mutable std::mutex mu_;
-    struct Function {
-        size_t out = 0;                 // leases out: in use or held
-        size_t waiting = 0;             // callers of take() waiting for one to come back
-        std::condition_variable back;   // a lease was put or ended: wakes one waiter
-    };
-    void woke_one(Function& fn) { if (fn.waiting) fn.back.notify_one(); }
     std::map<std::string, std::vector<HeldLease>> held_;  // key -> leases, most recent at back
-    std::map<std::string, Function> functions_;           // never erased: waiters hold references
+    std::map<std::string, Function> functions_;
 };
 
 }  // namespace kindling::routerd
