@@ -307,6 +307,16 @@ int main(int argc, char** argv) {
     std::vector<std::string> rcmd = {bin + "routerd", "-q", "--listen", "127.0.0.1:0", "--functions",
                                      t + "/functions.json", "--credentials", t + "/creds", "--assignd", asock,
                                      "--acquire-wait-ms", "10000"};
+    // INVOKE_ROUTERD_ARGS: extra routerd flags (e.g. "--workers 8"), split on spaces.
+    if (const char* extra = std::getenv("INVOKE_ROUTERD_ARGS")) {
+        std::string e = extra;
+        for (size_t i = 0; i < e.size();) {
+            size_t j = e.find(' ', i);
+            if (j == std::string::npos) j = e.size();
+            if (j > i) rcmd.push_back(e.substr(i, j - i));
+            i = j + 1;
+        }
+    }
     pid_t rpid = g_routerd = spawn(rcmd, t + "/routerd.out", t + "/routerd.err");
     std::string addr;
     for (int i = 0; (addr = slurp(t + "/routerd.out")).find('\n') == std::string::npos; ++i) {
