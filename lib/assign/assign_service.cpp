@@ -746,6 +746,12 @@ struct AssignService::Impl {
     HttpResponse metrics() {
         std::string m;
         auto line = [&](const std::string& s) { m += s + "\n"; };
+        // One unlabelled sample with its HELP and TYPE lines.
+        auto metric = [&](const char* name, const char* type, const char* help, uint64_t value) {
+            line(std::string("# HELP ") + name + " " + help);
+            line(std::string("# TYPE ") + name + " " + type);
+            line(std::string(name) + " " + std::to_string(value));
+        };
         JournalStats js = journal->stats();
         std::lock_guard lk(mu);
         line("# HELP kindling_assign_sandboxes Sandboxes on this host by state.");
@@ -757,15 +763,9 @@ struct AssignService::Impl {
         line("# TYPE kindling_assign_acquires_total counter");
         line("kindling_assign_acquires_total{kind=\"warm\"} " + std::to_string(acquires_warm));
         line("kindling_assign_acquires_total{kind=\"cold\"} " + std::to_string(acquires_cold));
-        line("# HELP kindling_assign_throttles_total Acquires answered 429.");
-        line("# TYPE kindling_assign_throttles_total counter");
-        line("kindling_assign_throttles_total " + std::to_string(throttles));
-        line("# HELP kindling_assign_restores_total Sandboxes restored.");
-        line("# TYPE kindling_assign_restores_total counter");
-        line("kindling_assign_restores_total " + std::to_string(restores));
-        line("# HELP kindling_assign_restore_failures_total Placements that failed.");
-        line("# TYPE kindling_assign_restore_failures_total counter");
-        line("kindling_assign_restore_failures_total " + std::to_string(restore_failures));
+        metric("kindling_assign_throttles_total", "counter", "Acquires answered 429.", throttles);
+        metric("kindling_assign_restores_total", "counter", "Sandboxes restored.", restores);
+        metric("kindling_assign_restore_failures_total", "counter", "Placements that failed.", restore_failures);
         line("# HELP kindling_assign_restore_seconds Spawn of fc-launch until its vsock socket accepts.");
         line("# TYPE kindling_assign_restore_seconds histogram");
         uint64_t cum = 0;
@@ -781,24 +781,12 @@ struct AssignService::Impl {
         std::snprintf(sum, sizeof sum, "%.6f", restore_sum);
         line(std::string("kindling_assign_restore_seconds_sum ") + sum);
         line("kindling_assign_restore_seconds_count " + std::to_string(cum));
-        line("# HELP kindling_assign_deaths_total Sandboxes whose fc-launch died unasked.");
-        line("# TYPE kindling_assign_deaths_total counter");
-        line("kindling_assign_deaths_total " + std::to_string(deaths));
-        line("# HELP kindling_assign_reaped_total Idle sandboxes stopped after the idle TTL.");
-        line("# TYPE kindling_assign_reaped_total counter");
-        line("kindling_assign_reaped_total " + std::to_string(reaped));
-        line("# HELP kindling_assign_journal_appends_total Journal records appended.");
-        line("# TYPE kindling_assign_journal_appends_total counter");
-        line("kindling_assign_journal_appends_total " + std::to_string(js.appends));
-        line("# HELP kindling_assign_journal_syncs_total Journal fdatasyncs (group commits).");
-        line("# TYPE kindling_assign_journal_syncs_total counter");
-        line("kindling_assign_journal_syncs_total " + std::to_string(js.syncs));
-        line("# HELP kindling_assign_journal_compactions_total Journal rewrites as the live table.");
-        line("# TYPE kindling_assign_journal_compactions_total counter");
-        line("kindling_assign_journal_compactions_total " + std::to_string(js.compactions));
-        line("# HELP kindling_assign_journal_bytes Journal file size.");
-        line("# TYPE kindling_assign_journal_bytes gauge");
-        line("kindling_assign_journal_bytes " + std::to_string(js.bytes));
+        metric("kindling_assign_deaths_total", "counter", "Sandboxes whose fc-launch died unasked.", deaths);
+        metric("kindling_assign_reaped_total", "counter", "Idle sandboxes stopped after the idle TTL.", reaped);
+        metric("kindling_assign_journal_appends_total", "counter", "Journal records appended.", js.appends);
+        metric("kindling_assign_journal_syncs_total", "counter", "Journal fdatasyncs (group commits).", js.syncs);
+        metric("kindling_assign_journal_compactions_total", "counter", "Journal rewrites as the live table.", js.compactions);
+        metric("kindling_assign_journal_bytes", "gauge", "Journal file size.", js.bytes);
         HttpResponse r{200, {}, std::move(m)};
         r.headers.set("Content-Type", "text/plain; version=0.0.4");
         return r;
