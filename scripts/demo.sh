@@ -102,7 +102,18 @@ invoke() {  # FUNCTION PAYLOAD -> prints seconds
     curl -sS -o "$T/answer" -w '%{time_total}\n' --aws-sigv4 "aws:amz:us-east-1:lambda" --user "$AK:$SK" \
         -H 'Content-Type: application/json' --data-binary "$2" "http://$ADDR/2015-03-31/functions/$1/invocations"
 }
-drain() { curl -sS -o /dev/null --unix-socket "$T/assignd.sock" -X POST -d "{\"function\":\"$1\"}" http://assignd/v1/drain; }
+# drain FUNCTION: stop its sandboxes, and wait until none is left (routerd gives back
+# the lease it holds once it sees the drain, within half its --lease-hold-ms).
+drain() {
+    curl -sS -o /dev/null --unix-socket "$T/assignd.sock" -X POST -d "{\"function\":\"$1\"}" http://assignd/v1/drain
+    i=0
+    until curl -sS --unix-socket "$T/assignd.sock" http://assignd/v1/sandboxes | python3 -c '
+import json, sys
+sys.exit(any(s["function"] == sys.argv[1] and s["state"] != "dead" for s in json.load(sys.stdin)))' "$1"; do
+        i=$((i + 1)); [ $i -gt 500 ] && { echo "demo: $1 sandboxes still running after a drain" >&2; exit 1; }
+        sleep 0.01
+    done
+}
 
 step "5. cold boot + init vs restore from the snapshot vs warm ($N runs each)"
 : >"$OUT/latency.dat"

@@ -6,9 +6,10 @@
 //                                 | {"manifest": "ID", "store": "URI"}  -- through snapfs
 //                       "mem_mib": 128, "concurrency": 10, "wait_ms": 5000}
 //     200 {"sandbox": "sb-7", "vsock": "/run/kindling/sb-7.sock", "lease": "L7-3",
-//          "cold": true, "restore_ms": 3.2, "instance": "9f2c..."}
+//          "cold": true, "restore_ms": 3.2, "instance": "9f2c...", "drains": 0}
 //         instance: random per assignd process; a new one means leases held
-//         from before were voided by a restart.
+//         from before were voided by a restart.  drains: /v1/drain calls so far;
+//         a lease from before a drain must not be held on to (routerd).
 //         An idle sandbox of function+version if there is one (warm), else a new
 //         one restored from the snapshot (cold).  A burst of N acquires on a cold
 //         function places at most N sandboxes, never more (no placement storm).
@@ -22,8 +23,8 @@
 //          so is the lease of a sandbox that died meanwhile (the message says so).
 //   GET  /v1/sandboxes [{"id", "function", "version", "state": "creating|idle|busy|dead",
 //                        "pid", "vsock", "invokes", "last_used_ms"}]
-//   GET  /v1/instance  {"instance": "9f2c..."}  -- cheap: routerd polls it while it
-//                      holds leases, to notice a restart
+//   GET  /v1/instance  {"instance": "9f2c...", "drains": 3}  -- cheap: routerd polls
+//                      it while it holds leases, to notice a restart or a drain
 //   POST /v1/drain     {"function": "hello"}  (all functions if absent): idle
 //                      sandboxes stopped, busy ones stopped on release
 //   GET  /metrics      Prometheus text

@@ -126,6 +126,8 @@ struct AssignService::Impl {
     // Tells routerd apart one assignd process from the next: leases do not survive
     // a restart.
     const std::string instance = random_instance();
+    // Drains so far: a lease routerd holds from before a drain goes back on release.
+    std::atomic<uint64_t> drains{0};
     std::unique_ptr<Journal> journal;
     std::unique_ptr<HttpServer> server;
 
@@ -352,7 +354,7 @@ struct AssignService::Impl {
     }
 
     HttpResponse acquired(const Sandbox& s, bool cold, double restore_ms) const {
-        json j = {{"sandbox", s.id}, {"vsock", s.vsock}, {"lease", s.lease}, {"cold", cold}, {"instance", instance}};
+        json j = {{"sandbox", s.id}, {"vsock", s.vsock}, {"lease", s.lease}, {"cold", cold}, {"instance", instance}, {"drains", drains.load()}};
         if (cold) j["restore_ms"] = std::round(restore_ms * 1000) / 1000;
         return HttpResponse::json(200, j.dump());
     }
@@ -593,7 +595,7 @@ struct AssignService::Impl {
             if (path == kAssignDrainPath && req.method == "POST") return respond(drain(req));
             if (path == "/metrics" && req.method == "GET") return respond(metrics());
             if (path == kAssignInstancePath && req.method == "GET")
-                return respond(HttpResponse::json(200, json{{"instance", instance}}.dump()));
+                return respond(HttpResponse::json(200, json{{"instance", instance}, {"drains", drains.load()}}.dump()));
             if (path == kAssignAcquirePath || path == kAssignReleasePath || path == kAssignSandboxesPath ||
                 path == kAssignDrainPath || path == kAssignInstancePath || path == "/metrics")
                 return respond(error_json(405, "MethodNotAllowed", req.method + " " + std::string(path)));
@@ -739,6 +741,7 @@ struct AssignService::Impl {
                 later++;
             }
         }
+        drains++;
         log_info("drain %s: %zu stopped, %zu on release", fn.empty() ? "(all)" : fn.c_str(), stopped, later);
         return HttpResponse::json(200, json{{"stopped", stopped}, {"stopping_on_release", later}}.dump());
     }

@@ -25,6 +25,7 @@ struct HeldLease {
     std::string function;  // counts against this function's limit
     std::string sandbox, vsock, lease;
     std::string instance;  // the assignd that granted it
+    uint64_t drains = 0;   // its drain count then
     std::chrono::steady_clock::time_point since;
 };
 

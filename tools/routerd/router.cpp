@@ -417,6 +417,7 @@ Router::InvokeResult Router::run(const Function& f, const std::string& version, 
     std::string rid = request_id();
     std::string key = f.name + '\0' + version;
     std::string sandbox, vsock, lease, instance;
+    uint64_t drains = 0;
     bool cold = false, held = false;
     // A sandbox this router holds from an earlier invoke: no assignd round trip.  One
     // whose fc-launch died meanwhile (its pooled connection hung up) goes back to
@@ -437,6 +438,7 @@ Router::InvokeResult Router::run(const Function& f, const std::string& version, 
         if (pool_.alive(h.sandbox, h.vsock)) {
             sandbox = std::move(h.sandbox), vsock = std::move(h.vsock), lease = std::move(h.lease);
             instance = std::move(h.instance);
+            drains = h.drains;
             held = true;
             break;
         }
@@ -459,7 +461,8 @@ Router::InvokeResult Router::run(const Function& f, const std::string& version, 
                 lease = j.at("lease").get<std::string>();
                 cold = j.value("cold", false);
                 instance = j.value("instance", "");
-                assignd_instance(instance);
+                drains = j.value("drains", uint64_t(0));
+                assignd_epoch(instance, drains);
             } catch (const json::exception& e) {
                 a.status = 0;
                 a.body = std::string("bad acquire answer: ") + e.what();
@@ -560,12 +563,13 @@ Router::InvokeResult Router::run(const Function& f, const std::string& version, 
     guard.armed = false;
     // Kept for the next invoke (before the answer goes out, so a client's next
     // request finds it), else handed back to assignd after the answer.
-    if (!current_instance(instance)) {
+    Epoch now = epoch(instance, drains);
+    if (now == Epoch::kRestarted) {
         // Granted by an assignd that has since restarted: the new one counts this
         // sandbox idle and knows nothing of the lease.  Forget it.
         leases_.ended(f.name);
-    } else if (outcome == "destroy" ||
-               !leases_.put(key, HeldLease{f.name, sandbox, vsock, lease, instance, Clock::now()})) {
+    } else if (outcome == "destroy" || now == Epoch::kDrained ||
+               !leases_.put(key, HeldLease{f.name, sandbox, vsock, lease, instance, drains, Clock::now()})) {
         auto give_back = [this, lease, outcome, fn = f.name] {
             release(lease, outcome);
             leases_.ended(fn);
@@ -592,22 +596,34 @@ void Router::release(const std::string& lease, const std::string& outcome) {
                  rel.status ? std::to_string(rel.status).c_str() : "", rel.body.c_str());
 }
 
-void Router::assignd_instance(const std::string& instance) {
-    std::lock_guard lk(instance_mu_);
-    if (instance == instance_) return;
-    // assignd restarted: the leases this router holds are void, and the restarted
-    // assignd counts their sandboxes idle.  Forget them (releasing would 404).
-    if (!instance_.empty()) {
-        auto gone = leases_.take_all();
-        log_info("assignd restarted (instance %s -> %s): %zu held leases void", instance_.c_str(),
-                 instance.c_str(), gone.size());
+void Router::assignd_epoch(const std::string& instance, uint64_t drains) {
+    std::vector<HeldLease> drained;
+    {
+        std::lock_guard lk(instance_mu_);
+        if (instance == instance_ && drains == drains_) return;
+        if (instance != instance_) {
+            // assignd restarted: the leases this router holds are void, and the
+            // restarted assignd counts their sandboxes idle.  Forget them (releasing
+            // would 404).
+            if (!instance_.empty()) {
+                auto gone = leases_.take_all();
+                log_info("assignd restarted (instance %s -> %s): %zu held leases void", instance_.c_str(),
+                         instance.c_str(), gone.size());
+            }
+        } else if (drains > drains_) {
+            // A drain: give every held sandbox back, so assignd stops the drained ones.
+            drained = leases_.take_all();
+        }
+        instance_ = instance;
+        drains_ = std::max(drains_, drains);
     }
-    instance_ = instance;
+    for (const HeldLease& h : drained) release(h.lease, "ok");
 }
 
-bool Router::current_instance(const std::string& instance) {
+Router::Epoch Router::epoch(const std::string& instance, uint64_t drains) {
     std::lock_guard lk(instance_mu_);
-    return instance == instance_;
+    if (instance != instance_) return Epoch::kRestarted;
+    return drains < drains_ ? Epoch::kDrained : Epoch::kCurrent;
 }
 
 void Router::lease_loop() {
@@ -618,12 +634,13 @@ void Router::lease_loop() {
         lk.unlock();
         for (const HeldLease& h : leases_.expired(Clock::now())) release(h.lease, "ok");
         // A held lease may be reused for ever under load, with no acquire to tell
-        // that assignd restarted: ask it while leases are out.
+        // that assignd restarted or drained: ask it while leases are out.
         if (leases_.out() > 0) {
             HttpResult r = assign_.get(kAssignInstancePath);
             if (r.status == 200) {
                 try {
-                    assignd_instance(json::parse(r.body).value("instance", ""));
+                    json j = json::parse(r.body);
+                    assignd_epoch(j.value("instance", ""), j.value("drains", uint64_t(0)));
                 } catch (const json::exception&) {
                 }
             }

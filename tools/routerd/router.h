@@ -52,8 +52,12 @@ private:
     void worker_loop();
     void event_loop();
     void release(const std::string& lease, const std::string& outcome);
-    void assignd_instance(const std::string& instance);
-    bool current_instance(const std::string& instance);
+    // From an acquire answer or GET /v1/instance: a new instance voids every lease
+    // from before, a new drain count gives the held ones back.
+    void assignd_epoch(const std::string& instance, uint64_t drains);
+    enum class Epoch { kCurrent, kDrained, kRestarted };
+    // A lease granted at (instance, drains), compared with assignd now.
+    Epoch epoch(const std::string& instance, uint64_t drains);
     void lease_loop();
     void enqueue_event(QueuedEvent e, int attempt, std::chrono::steady_clock::time_point when);
     std::shared_ptr<const Registry> registry() const;
@@ -65,7 +69,8 @@ private:
     VsockPool pool_;
     LeaseCache leases_;
     std::mutex instance_mu_;
-    std::string instance_;  // assignd's, from acquire answers
+    std::string instance_;  // assignd's, from acquire answers and GET /v1/instance
+    uint64_t drains_ = 0;
     std::thread lease_thread_;
     std::condition_variable lease_cv_;  // with jobs_mu_: wakes lease_loop to stop
     EventQueue queue_;
