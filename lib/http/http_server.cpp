@@ -13,6 +13,7 @@
 #include <boost/asio/basic_socket_acceptor.hpp>
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/socket_base.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -722,6 +723,35 @@ void HttpServer::stop() {
         s.acceptor.close(ec);
     }
     remove_socket_file(s.listener);
+}
+
+void HttpServer::when_readable(int fd, std::chrono::steady_clock::time_point deadline,
+                               std::function<void(bool)> ready) {
+    struct Wait {
+        net::posix::stream_descriptor sd;
+        net::steady_timer timer;
+        std::function<void(bool)> ready;
+        bool done = false;
+        Wait(net::io_context& ioc, int fd, std::function<void(bool)> r) : sd(ioc, fd), timer(ioc), ready(std::move(r)) {}
+        ~Wait() { sd.release(); }  // the fd is the caller's (a no-op once released)
+    };
+    auto w = std::make_shared<Wait>(impl_->ioc, fd, std::move(ready));
+    w->timer.expires_at(deadline);
+    w->sd.async_wait(net::posix::stream_descriptor::wait_read, [w](error_code ec) {
+        if (w->done) return;
+        w->done = true;
+        w->timer.cancel();
+        auto ready = std::move(w->ready);
+        w->sd.release();  // before `ready`, which may wait on the same fd again
+        ready(!ec);
+    });
+    w->timer.async_wait([w](error_code ec) {
+        if (ec || w->done) return;
+        w->done = true;
+        w->sd.release();  // cancels the wait; deregistered before `ready` may close the fd
+        auto ready = std::move(w->ready);
+        ready(false);
+    });
 }
 
 bool HttpServer::is_unix() const { return impl_->listener.family == AF_UNIX; }

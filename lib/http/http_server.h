@@ -127,6 +127,13 @@ public:
     // return, joins the thread, removes the Unix socket file.  Idempotent.
     void stop();
 
+    // Calls `ready(true)` on the I/O thread once `fd` is readable, or `ready(false)`
+    // once `deadline` passes first.  Call it on the I/O thread (from a handler or a
+    // `ready`): it lets an async handler wait on another socket without a thread of
+    // its own.  The fd stays the caller's and must stay open until `ready` runs; if
+    // the server stops first, `ready` is destroyed without being called.
+    void when_readable(int fd, std::chrono::steady_clock::time_point deadline, std::function<void(bool)> ready);
+
     bool is_unix() const;
     // The Unix socket path, or the bound TCP address "127.0.0.1:43121" / "[::1]:43121".
     std::string address() const;

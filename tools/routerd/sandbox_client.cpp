@@ -30,59 +30,11 @@ int ms_left(Clock::time_point deadline) {
     return ms < 0 ? 0 : static_cast<int>(std::min<long long>(ms, 1 << 30));
 }
 
-// Result of one protocol exchange: kBroken with `fresh_ok` means nothing came back
-// at all (a dead pooled connection — safe to retry).
+// Result of one protocol exchange: kBroken with `nothing_received` means nothing came
+// back at all (a dead pooled connection -- safe to retry).
 struct Exchange {
     GuestAnswer answer;
     bool nothing_received = false;
-};
-
-class Conn {
-public:
-    explicit Conn(int fd) : fd_(fd) {}
-    // Reads until a '\n'; false on EOF/error/timeout (why in err).
-    bool line(std::string& out, Clock::time_point deadline, GuestAnswer::Kind& err) {
-        for (;;) {
-            size_t nl = buf_.find('\n');
-            if (nl != std::string::npos) {
-                out = buf_.substr(0, nl);
-                buf_.erase(0, nl + 1);
-                return true;
-            }
-            if (buf_.size() > 64) return (err = GuestAnswer::kBroken), false;
-            if (!fill(deadline, err)) return false;
-        }
-    }
-    bool take(std::string& out, size_t n, Clock::time_point deadline, GuestAnswer::Kind& err) {
-        while (buf_.size() < n)
-            if (!fill(deadline, err)) return false;
-        out = buf_.substr(0, n);
-        buf_.erase(0, n);
-        return true;
-    }
-    bool any_received() const { return received_; }
-
-private:
-    bool fill(Clock::time_point deadline, GuestAnswer::Kind& err) {
-        pollfd p{fd_, POLLIN, 0};
-        for (;;) {
-            int r = ::poll(&p, 1, ms_left(deadline));
-            if (r < 0 && errno == EINTR) continue;
-            if (r == 0) return (err = GuestAnswer::kTimeout), false;
-            if (r < 0) return (err = GuestAnswer::kBroken), false;
-            break;
-        }
-        char tmp[65536];
-        ssize_t n = ::recv(fd_, tmp, sizeof tmp, MSG_DONTWAIT);
-        if (n < 0 && (errno == EAGAIN || errno == EINTR)) return true;
-        if (n <= 0) return (err = GuestAnswer::kBroken), false;
-        buf_.append(tmp, static_cast<size_t>(n));
-        received_ = true;
-        return true;
-    }
-    int fd_;
-    std::string buf_;
-    bool received_ = false;
 };
 
 bool send_all(int fd, const std::string& data, Clock::time_point deadline) {
@@ -148,40 +100,96 @@ UniqueFd open_conn(const std::string& vsock, Clock::time_point deadline, std::st
 
 Exchange exchange(int fd, const std::string& payload, Clock::time_point deadline) {
     Exchange ex;
-    Conn c(fd);
-    if (!send_all(fd, "INVOKE " + std::to_string(payload.size()) + "\n" + payload, deadline)) {
+    if (!send_invoke(fd, payload, deadline)) {
         ex.answer = {GuestAnswer::kBroken, std::string("send: ") + std::strerror(errno)};
         ex.nothing_received = true;
         return ex;
     }
-    GuestAnswer::Kind err = GuestAnswer::kBroken;
-    std::string line, body;
-    if (!c.line(line, deadline, err)) {
-        ex.answer = {err, err == GuestAnswer::kTimeout ? "timeout" : "connection closed by the sandbox"};
-        ex.nothing_received = !c.any_received() && err == GuestAnswer::kBroken;
-        return ex;
+    AnswerParser parser;
+    char tmp[65536];
+    while (parser.state() == AnswerParser::kMore) {
+        pollfd p{fd, POLLIN, 0};
+        int r = ::poll(&p, 1, ms_left(deadline));
+        if (r < 0 && errno == EINTR) continue;
+        if (r == 0) {
+            ex.answer = {GuestAnswer::kTimeout, "timeout"};
+            return ex;
+        }
+        ssize_t n = r < 0 ? -1 : ::recv(fd, tmp, sizeof tmp, MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+        if (n <= 0) {
+            ex.answer = {GuestAnswer::kBroken,
+                         parser.received_any() ? "connection closed mid-answer" : "connection closed by the sandbox"};
+            ex.nothing_received = !parser.received_any();
+            return ex;
+        }
+        parser.feed(tmp, static_cast<size_t>(n));
     }
-    size_t sp = line.find(' ');
-    std::string kind = line.substr(0, sp);
-    size_t n = 0;
-    try {
-        n = sp == std::string::npos ? 0 : std::stoul(line.substr(sp + 1));
-    } catch (const std::exception&) {
-        kind = "?";
-    }
-    if ((kind != "OK" && kind != "ERR") || n > (64u << 20)) {
-        ex.answer = {GuestAnswer::kBroken, "bad answer line from the sandbox"};
-        return ex;
-    }
-    if (!c.take(body, n, deadline, err)) {
-        ex.answer = {err, err == GuestAnswer::kTimeout ? "timeout" : "connection closed mid-answer"};
-        return ex;
-    }
-    ex.answer = {kind == "OK" ? GuestAnswer::kOk : GuestAnswer::kErr, std::move(body)};
+    ex.answer = parser.answer();
     return ex;
 }
 
 }  // namespace
+
+AnswerParser::State AnswerParser::feed(const char* data, size_t n) {
+    if (state_ != kMore) return state_;
+    if (n) received_ = true;
+    buf_.append(data, n);
+    if (!have_line_) {
+        size_t nl = buf_.find('\n');
+        if (nl == std::string::npos) {
+            if (buf_.size() > 64) why_ = "bad answer line from the sandbox", state_ = kBad;
+            return state_;
+        }
+        std::string line = buf_.substr(0, nl);
+        buf_.erase(0, nl + 1);
+        size_t sp = line.find(' ');
+        std::string kind = line.substr(0, sp);
+        size_t len = 0;
+        try {
+            len = sp == std::string::npos ? 0 : std::stoul(line.substr(sp + 1));
+        } catch (const std::exception&) {
+            kind = "?";
+        }
+        if ((kind != "OK" && kind != "ERR") || len > (64u << 20)) {
+            why_ = "bad answer line from the sandbox";
+            return state_ = kBad;
+        }
+        kind_ = kind == "OK" ? GuestAnswer::kOk : GuestAnswer::kErr;
+        need_ = len;
+        have_line_ = true;
+    }
+    if (buf_.size() > need_) {
+        why_ = "the sandbox sent more than its answer";
+        return state_ = kBad;
+    }
+    if (buf_.size() == need_) state_ = kDone;
+    return state_;
+}
+
+GuestAnswer AnswerParser::answer() {
+    if (state_ == kDone) return {kind_, std::move(buf_)};
+    return {GuestAnswer::kBroken, state_ == kBad ? why_ : "incomplete answer"};
+}
+
+bool send_invoke(int fd, const std::string& payload, Clock::time_point deadline) {
+    return send_all(fd, "INVOKE " + std::to_string(payload.size()) + "\n" + payload, deadline);
+}
+
+UniqueFd VsockPool::take(const std::string& sandbox, const std::string& vsock) {
+    std::lock_guard lk(mu_);
+    auto it = idle_.find(sandbox + "\n" + vsock);
+    if (it == idle_.end() || it->second.empty()) return {};
+    UniqueFd fd = std::move(it->second.back());
+    it->second.pop_back();
+    return fd;
+}
+
+void VsockPool::put_back(const std::string& sandbox, const std::string& vsock, UniqueFd fd) {
+    std::lock_guard lk(mu_);
+    auto& v = idle_[sandbox + "\n" + vsock];
+    if (v.size() < per_sandbox_) v.push_back(std::move(fd));
+}
 
 HttpResult AssignClient::request(const std::string& method, const std::string& path, const std::string& body,
                                  std::chrono::milliseconds timeout) const {
@@ -229,19 +237,9 @@ HttpResult AssignClient::get(const std::string& path) const {
 
 GuestAnswer VsockPool::invoke(const std::string& sandbox, const std::string& vsock, const std::string& payload,
                               Clock::time_point deadline, bool* reused) {
-    std::string key = sandbox + "\n" + vsock;
     for (int attempt = 0; attempt < 2; ++attempt) {
-        UniqueFd fd;
-        bool pooled = false;
-        if (attempt == 0) {
-            std::lock_guard lk(mu_);
-            auto it = idle_.find(key);
-            if (it != idle_.end() && !it->second.empty()) {
-                fd = std::move(it->second.back());
-                it->second.pop_back();
-                pooled = true;
-            }
-        }
+        UniqueFd fd = attempt == 0 ? take(sandbox, vsock) : UniqueFd{};
+        bool pooled = static_cast<bool>(fd);
         if (!fd) {
             std::string why;
             fd = open_conn(vsock, deadline, why);
@@ -250,9 +248,7 @@ GuestAnswer VsockPool::invoke(const std::string& sandbox, const std::string& vso
         if (reused) *reused = pooled;
         Exchange ex = exchange(fd.get(), payload, deadline);
         if (ex.answer.kind == GuestAnswer::kOk || ex.answer.kind == GuestAnswer::kErr) {
-            std::lock_guard lk(mu_);
-            auto& v = idle_[key];
-            if (v.size() < per_sandbox_) v.push_back(std::move(fd));
+            put_back(sandbox, vsock, std::move(fd));
             return ex.answer;
         }
         if (!(pooled && ex.nothing_received)) return ex.answer;

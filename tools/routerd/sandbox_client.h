@@ -38,6 +38,30 @@ struct GuestAnswer {
     std::string body;  // payload, error text, or what broke
 };
 
+// One answer of the nano invoke protocol, fed as bytes arrive: "OK <n>\n" or
+// "ERR <n>\n", then n bytes.
+class AnswerParser {
+public:
+    enum State { kMore, kDone, kBad };
+    State feed(const char* data, size_t n);
+    State state() const { return state_; }
+    bool received_any() const { return received_; }
+    // Once kDone: kOk or kErr with the body.  Once kBad: kBroken saying why.
+    GuestAnswer answer();
+
+private:
+    State state_ = kMore;
+    bool received_ = false;
+    bool have_line_ = false;
+    GuestAnswer::Kind kind_ = GuestAnswer::kBroken;
+    size_t need_ = 0;
+    std::string buf_;
+    std::string why_;
+};
+
+// Sends "INVOKE <n>\n" + payload without blocking past `deadline`.
+bool send_invoke(int fd, const std::string& payload, std::chrono::steady_clock::time_point deadline);
+
 // Open connections to sandboxes, keyed by sandbox id + vsock path.
 class VsockPool {
 public:
@@ -47,6 +71,10 @@ public:
     // any answer is retried once on a fresh one.
     GuestAnswer invoke(const std::string& sandbox, const std::string& vsock, const std::string& payload,
                        std::chrono::steady_clock::time_point deadline, bool* reused = nullptr);
+    // A pooled connection to the sandbox, if one is idle (else an empty fd).  Give it
+    // back with put_back() after a complete answer, or just close it.
+    UniqueFd take(const std::string& sandbox, const std::string& vsock);
+    void put_back(const std::string& sandbox, const std::string& vsock, UniqueFd fd);
     // False when a pooled connection shows the sandbox hung up (its fc-launch died);
     // true when none does or none is pooled.
     bool alive(const std::string& sandbox, const std::string& vsock);
