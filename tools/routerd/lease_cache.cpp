@@ -30,6 +30,16 @@ LeaseCache::Take LeaseCache::take(const std::string& key, const std::string& fun
     return Take::kAcquire;  // hand_slot counted it
 }
 
+std::optional<HeldLease> LeaseCache::take_held(const std::string& key) {
+    std::lock_guard lk(mu_);
+    auto it = held_.find(key);
+    if (it == held_.end()) return std::nullopt;
+    HeldLease h = std::move(it->second.back());
+    it->second.pop_back();
+    if (it->second.empty()) held_.erase(it);
+    return h;
+}
+
 void LeaseCache::hand_slot(Function& fn) {
     if (fn.waiters.empty()) return;
     Waiter* w = fn.waiters.front();

@@ -42,6 +42,8 @@ public:
     // function had `limit` leases out until `deadline` and none came back.
     Take take(const std::string& key, const std::string& function, size_t limit, Clock::time_point deadline,
               HeldLease& out);
+    // A held lease of `key`, without waiting or reserving anything.
+    std::optional<HeldLease> take_held(const std::string& key);
     // Keeps a lease for the next invoke.  False when holding is off: the caller
     // releases it to assignd and calls ended().
     bool put(const std::string& key, HeldLease h);

@@ -64,6 +64,7 @@ int main(int argc, char** argv) {
                               router.handle(r, std::move(respond));
                           }),
                           so);
+        router.attach(&server);
         server.start();
         std::printf("%s\n", server.address().c_str());
         std::fflush(stdout);

@@ -1,6 +1,7 @@
 #include "router.h"
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,6 +26,7 @@ namespace {
 constexpr size_t kSyncPayloadLimit = 6 * 1024 * 1024;  // 6291456, Lambda's
 constexpr size_t kEventPayloadLimit = 256 * 1024;
 constexpr size_t kLogTail = 4096;
+constexpr size_t kFastPayloadMax = 64 * 1024;  // larger payloads go to a worker (a send could block)
 constexpr double kBucketBounds[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05,
                                     0.1,    0.2,   0.5,   1,     2,    5,    10};
 
@@ -239,9 +241,37 @@ namespace {
 // (a later acquire that finds the sandbox still busy waits for this release).
 thread_local bool t_defer_release = false;
 thread_local std::function<void()> t_after_response;
+
+// The HTTP server's I/O thread first tries a request itself: everything but a sync
+// invoke answers at once, and a sync invoke on a sandbox this router holds is sent
+// and its answer awaited on the same thread (HttpServer::when_readable), with no
+// worker and no thread hand-over.  What would block (an assignd round trip, an
+// Event's fsync, a Log-Type Tail) is marked for a worker, which routes it again.
+thread_local bool t_on_io = false;
+thread_local HttpResponder* t_respond = nullptr;  // the I/O thread's request, for start_fast
+constexpr int kStatusNeedsWorker = -1, kStatusDeferred = -2;
+const HttpResponse kNeedsWorker{kStatusNeedsWorker, {}, {}};
+const HttpResponse kDeferred{kStatusDeferred, {}, {}};
 }  // namespace
 
 void Router::handle(const HttpRequest& req, HttpResponder respond) {
+    if (server_) {
+        t_on_io = true;
+        t_respond = &respond;
+        HttpResponse r;
+        try {
+            r = route(req);
+        } catch (const std::exception& e) {
+            r = kNeedsWorker;  // the worker path logs and answers it
+        }
+        t_respond = nullptr;
+        if (r.status == kStatusDeferred) return;  // start_fast took `respond`
+        if (r.status != kStatusNeedsWorker) {
+            if (!r.headers.has("x-amzn-RequestId")) r.headers.set("x-amzn-RequestId", request_id());
+            respond(std::move(r));
+            return;
+        }
+    }
     submit([this, req, respond = std::move(respond)] {
         std::string rid = request_id();
         HttpResponse r;
@@ -380,6 +410,7 @@ HttpResponse Router::invoke(const HttpRequest& req, const SigV4Identity& who, co
         return r;
     }
     if (type == "Event") {
+        if (t_on_io) return kNeedsWorker;  // the queue append fsyncs
         invokes_event_++;
         QueuedEvent e{request_id(), f->name, version, req.body};
         queue_.append(e);  // fsync'ed before the 202
@@ -388,10 +419,14 @@ HttpResponse Router::invoke(const HttpRequest& req, const SigV4Identity& who, co
         r.headers.set("x-amzn-RequestId", e.id);
         return r;
     }
-    invokes_sync_++;
     auto lt = req.headers.get("X-Amz-Log-Type");
     bool tail = lt && *lt == "Tail";
-    InvokeResult res = run(*f, version, req.body, tail);
+    if (t_on_io) return !tail && start_fast(reg, *f, version, req.body) ? kDeferred : kNeedsWorker;
+    invokes_sync_++;
+    return to_response(run(*f, version, req.body, tail), version, tail);
+}
+
+HttpResponse Router::to_response(const InvokeResult& res, const std::string& version, bool tail) const {
     HttpResponse r;
     switch (res.kind) {
     case InvokeResult::kThrottled:
@@ -490,7 +525,6 @@ Router::InvokeResult Router::run(const Function& f, const std::string& version, 
     }
     (cold ? cold_ : warm_)++;
     if (held) held_hits_++;
-    res.cold = cold;
     // A throw from here to the release below must not leave the sandbox busy for ever.
     struct LeaseGuard {
         Router& r;
@@ -510,6 +544,20 @@ Router::InvokeResult Router::run(const Function& f, const std::string& version, 
     auto deadline = t_acq + std::chrono::microseconds(static_cast<int64_t>(f.timeout_s * 1e6));
     bool reused = false;
     GuestAnswer ans = pool_.invoke(sandbox, vsock, payload, deadline, &reused);
+    guard.armed = false;
+    Lease l{key, sandbox, vsock, lease, instance, drains, cold};
+    return settle(f, version, l, std::move(ans), t0, t_acq, tail, reused, rid);
+}
+
+Router::InvokeResult Router::settle(const Function& f, const std::string& version, const Lease& l, GuestAnswer ans,
+                                    Clock::time_point t0, Clock::time_point t_acq, bool tail, bool reused,
+                                    const std::string& rid) {
+    InvokeResult res;
+    res.cold = l.cold;
+    const std::string &key = l.key, &sandbox = l.sandbox, &vsock = l.vsock, &lease = l.lease;
+    const std::string& instance = l.instance;
+    uint64_t drains = l.drains;
+    bool cold = l.cold;
     std::string outcome = "ok";
     switch (ans.kind) {
     case GuestAnswer::kOk:
@@ -560,7 +608,6 @@ Router::InvokeResult Router::run(const Function& f, const std::string& version, 
         std::string log = console_tail(vsock) + "START RequestId: " + rid + " Version: " + version + "\n" + report;
         res.log = log.size() > kLogTail ? log.substr(log.size() - kLogTail) : log;
     }
-    guard.armed = false;
     // Kept for the next invoke (before the answer goes out, so a client's next
     // request finds it), else handed back to assignd after the answer.
     Epoch now = epoch(instance, drains);
@@ -574,7 +621,8 @@ Router::InvokeResult Router::run(const Function& f, const std::string& version, 
             release(lease, outcome);
             leases_.ended(fn);
         };
-        if (t_defer_release) t_after_response = give_back;
+        if (t_on_io) submit(give_back);  // never an assignd round trip on the I/O thread
+        else if (t_defer_release) t_after_response = give_back;
         else give_back();
     }
     double secs = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -586,6 +634,101 @@ Router::InvokeResult Router::run(const Function& f, const std::string& version, 
     log_verbose("invoke %s:%s sandbox %s %s%s: %s in %.3f ms", f.name.c_str(), version.c_str(), sandbox.c_str(),
                 cold ? "cold" : "warm", reused ? " (pooled conn)" : "", outcome.c_str(), secs * 1e3);
     return res;
+}
+
+// A sync invoke running on the I/O thread: the lease, the pooled connection, and the
+// client's responder.  Dropped unfinished (the server stopped), it destroys the
+// sandbox: its state mid-invoke is unknown.
+struct Router::FastInvoke {
+    Router* r = nullptr;
+    std::shared_ptr<const Registry> reg;  // keeps `f` alive
+    const Function* f = nullptr;
+    std::string version, rid;
+    Lease l;
+    UniqueFd fd;
+    AnswerParser parser;
+    HttpResponder respond;
+    Clock::time_point t0, t_acq, deadline;
+    bool finished = false;
+
+    ~FastInvoke() {
+        if (finished) return;
+        try {
+            r->release(l.lease, "destroy");
+        } catch (...) {
+        }
+        r->leases_.ended(f->name);
+    }
+};
+
+bool Router::start_fast(std::shared_ptr<const Registry> reg, const Function& f, const std::string& version,
+                        const std::string& payload) {
+    if (!t_respond || payload.size() > kFastPayloadMax) return false;
+    std::string key = f.name + '\0' + version;
+    std::optional<HeldLease> h = leases_.take_held(key);
+    if (!h) return false;
+    UniqueFd fd = pool_.take(h->sandbox, h->vsock);
+    if (!fd || hung_up(fd.get())) {
+        // No idle connection, or the sandbox hung up: the worker path opens one, or
+        // notices the death and destroys the sandbox.
+        if (fd) pool_.put_back(h->sandbox, h->vsock, std::move(fd));
+        leases_.put(key, std::move(*h));
+        return false;
+    }
+    auto x = std::make_shared<FastInvoke>();
+    x->r = this;
+    x->reg = std::move(reg);
+    x->f = &f;
+    x->version = version;
+    x->rid = request_id();
+    x->l = Lease{key, h->sandbox, h->vsock, h->lease, h->instance, h->drains, false};
+    x->fd = std::move(fd);
+    x->respond = std::move(*t_respond);
+    x->t0 = x->t_acq = Clock::now();
+    x->deadline = x->t_acq + std::chrono::microseconds(static_cast<int64_t>(f.timeout_s * 1e6));
+    invokes_sync_++;
+    warm_++;
+    held_hits_++;
+    if (!send_invoke(x->fd.get(), payload, x->deadline)) {
+        finish_fast(x, {GuestAnswer::kBroken, std::string("send: ") + std::strerror(errno)});
+        return true;
+    }
+    await_fast(x);
+    return true;
+}
+
+void Router::await_fast(const std::shared_ptr<FastInvoke>& x) {
+    server_->when_readable(x->fd.get(), x->deadline, [this, x](bool readable) {
+        if (!readable) return finish_fast(x, {GuestAnswer::kTimeout, "timeout"});
+        char buf[65536];
+        for (;;) {
+            ssize_t n = ::recv(x->fd.get(), buf, sizeof buf, MSG_DONTWAIT);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && errno == EAGAIN) return await_fast(x);
+            if (n <= 0)
+                return finish_fast(x, {GuestAnswer::kBroken, x->parser.received_any() ? "connection closed mid-answer"
+                                                                                         : "connection closed by the sandbox"});
+            if (x->parser.feed(buf, static_cast<size_t>(n)) != AnswerParser::kMore)
+                return finish_fast(x, x->parser.answer());
+        }
+    });
+}
+
+void Router::finish_fast(const std::shared_ptr<FastInvoke>& x, GuestAnswer ans) {
+    if (ans.kind == GuestAnswer::kOk || ans.kind == GuestAnswer::kErr)
+        pool_.put_back(x->l.sandbox, x->l.vsock, std::move(x->fd));
+    x->finished = true;
+    HttpResponse r;
+    try {
+        r = to_response(settle(*x->f, x->version, x->l, std::move(ans), x->t0, x->t_acq, false, true, x->rid),
+                        x->version, false);
+    } catch (const std::exception& e) {
+        log_error("invoke %s: %s", x->f->name.c_str(), e.what());
+        service_errors_++;
+        r = lambda_error(500, "ServiceException", e.what());
+    }
+    r.headers.set("x-amzn-RequestId", x->rid);
+    x->respond(std::move(r));
 }
 
 void Router::release(const std::string& lease, const std::string& outcome) {

@@ -38,16 +38,38 @@ public:
     ~Router();
     // Re-reads the functions and credentials files; keeps the old ones on error.
     void reload();
+    // Lets handle() run warm invokes on the server's I/O thread (when_readable).
+    // Before server->start(); the server must outlive the router's use of it.
+    void attach(HttpServer* server) { server_ = server; }
     void handle(const HttpRequest& req, HttpResponder respond);
     HttpResponse error_response(int status, const std::string& message) const;
     void stop();
 
 private:
     struct InvokeResult;
+    struct FastInvoke;
+    struct Lease {
+        std::string key, sandbox, vsock, lease, instance;
+        uint64_t drains = 0;
+        bool cold = false;
+    };
     HttpResponse route(const HttpRequest& req);
     HttpResponse invoke(const HttpRequest& req, const SigV4Identity& who, const std::string& name,
                         const std::string& qualifier);
     InvokeResult run(const Function& f, const std::string& version, const std::string& payload, bool tail);
+    // After the guest answered (or did not): the result, the lease kept or given back,
+    // metrics.
+    InvokeResult settle(const Function& f, const std::string& version, const Lease& l, GuestAnswer ans,
+                        std::chrono::steady_clock::time_point t0, std::chrono::steady_clock::time_point t_acq,
+                        bool tail, bool reused, const std::string& rid);
+    HttpResponse to_response(const InvokeResult& res, const std::string& version, bool tail) const;
+    // On the I/O thread: a sync invoke on a held lease with an idle pooled connection,
+    // sent now and answered from when_readable.  False: the caller hands the request
+    // to a worker.
+    bool start_fast(std::shared_ptr<const Registry> reg, const Function& f, const std::string& version,
+                    const std::string& payload);
+    void await_fast(const std::shared_ptr<FastInvoke>& x);
+    void finish_fast(const std::shared_ptr<FastInvoke>& x, GuestAnswer ans);
     void submit(std::function<void()> job);
     void worker_loop();
     void event_loop();
@@ -64,6 +86,7 @@ private:
     std::string metrics() const;
 
     RouterOptions opts_;
+    HttpServer* server_ = nullptr;
     SigV4Verifier verifier_;
     AssignClient assign_;
     VsockPool pool_;

@@ -172,6 +172,11 @@ GuestAnswer AnswerParser::answer() {
     return {GuestAnswer::kBroken, state_ == kBad ? why_ : "incomplete answer"};
 }
 
+bool hung_up(int fd) {
+    pollfd p{fd, POLLIN | POLLRDHUP, 0};
+    return ::poll(&p, 1, 0) != 0;
+}
+
 bool send_invoke(int fd, const std::string& payload, Clock::time_point deadline) {
     return send_all(fd, "INVOKE " + std::to_string(payload.size()) + "\n" + payload, deadline);
 }
@@ -261,11 +266,8 @@ bool VsockPool::alive(const std::string& sandbox, const std::string& vsock) {
     std::lock_guard lk(mu_);
     auto it = idle_.find(sandbox + "\n" + vsock);
     if (it == idle_.end()) return true;
-    for (const UniqueFd& fd : it->second) {
-        // An idle connection has nothing to read: readable means EOF or a reset.
-        pollfd p{fd.get(), POLLIN | POLLRDHUP, 0};
-        if (::poll(&p, 1, 0) > 0) return false;
-    }
+    for (const UniqueFd& fd : it->second)
+        if (hung_up(fd.get())) return false;
     return true;
 }
 

@@ -59,6 +59,10 @@ private:
     std::string why_;
 };
 
+// An idle connection to a sandbox has nothing to read: readable means it hung up (EOF
+// or a reset: its fc-launch died).
+bool hung_up(int fd);
+
 // Sends "INVOKE <n>\n" + payload without blocking past `deadline`.
 bool send_invoke(int fd, const std::string& payload, std::chrono::steady_clock::time_point deadline);
 
