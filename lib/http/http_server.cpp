@@ -754,6 +754,13 @@ void HttpServer::when_readable(int fd, std::chrono::steady_clock::time_point dea
     });
 }
 
+void HttpServer::at(std::chrono::steady_clock::time_point when, std::function<void()> fn) {
+    auto timer = std::make_shared<net::steady_timer>(impl_->ioc, when);
+    timer->async_wait([timer, fn = std::move(fn)](error_code ec) {
+        if (!ec) fn();
+    });
+}
+
 bool HttpServer::is_unix() const { return impl_->listener.family == AF_UNIX; }
 std::string HttpServer::address() const { return impl_->listener.address; }
 uint16_t HttpServer::port() const { return impl_->listener.port; }

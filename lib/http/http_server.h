@@ -134,6 +134,10 @@ public:
     // the server stops first, `ready` is destroyed without being called.
     void when_readable(int fd, std::chrono::steady_clock::time_point deadline, std::function<void(bool)> ready);
 
+    // Calls `fn` on the I/O thread at `when` (unless the server stopped).  Call it
+    // on the I/O thread.
+    void at(std::chrono::steady_clock::time_point when, std::function<void()> fn);
+
     bool is_unix() const;
     // The Unix socket path, or the bound TCP address "127.0.0.1:43121" / "[::1]:43121".
     std::string address() const;

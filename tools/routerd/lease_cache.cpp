@@ -16,7 +16,7 @@ LeaseCache::Take LeaseCache::take(const std::string& key, const std::string& fun
         fn.out++;
         return Take::kAcquire;
     }
-    Waiter me{&key, {}, std::nullopt, false};
+    Waiter me{&key, {}, std::nullopt, false, Clock::now()};
     fn.waiters.push_back(&me);
     while (!me.lease && !me.slot)
         if (me.cv.wait_until(lk, deadline) == std::cv_status::timeout && !me.lease && !me.slot) {
@@ -99,6 +99,19 @@ std::vector<HeldLease> LeaseCache::expired(Clock::time_point now) {
 std::vector<HeldLease> LeaseCache::take_all() {
     std::lock_guard lk(mu_);
     return remove_if_locked(Clock::now(), true);
+}
+
+size_t LeaseCache::out(const std::string& function) const {
+    std::lock_guard lk(mu_);
+    auto it = functions_.find(function);
+    return it == functions_.end() ? 0 : it->second.out;
+}
+
+std::optional<LeaseCache::Clock::time_point> LeaseCache::oldest_wait(const std::string& function) const {
+    std::lock_guard lk(mu_);
+    auto it = functions_.find(function);
+    if (it == functions_.end() || it->second.waiters.empty()) return std::nullopt;
+    return it->second.waiters.front()->since;
 }
 
 size_t LeaseCache::out() const {

@@ -54,8 +54,11 @@ public:
     std::vector<HeldLease> expired(Clock::time_point now);
     std::vector<HeldLease> take_all();
     size_t held() const;
-    // Leases out (in use or held), all functions.
+    // Leases out (in use or held): of one function, of all.
+    size_t out(const std::string& function) const;
     size_t out() const;
+    // When the longest-waiting caller of take() for `function` started waiting.
+    std::optional<Clock::time_point> oldest_wait(const std::string& function) const;
 
 private:
     // A caller of take() waiting for a lease to come back: put() hands a lease of its
@@ -66,6 +69,7 @@ private:
         std::condition_variable cv;
         std::optional<HeldLease> lease;  // handed over by put()
         bool slot = false;               // handed over by ended(): acquire from assignd
+        Clock::time_point since;
     };
     struct Function {
         size_t out = 0;                 // leases out: in use or held

@@ -463,11 +463,7 @@ Router::InvokeResult Router::run(const Function& f, const std::string& version, 
         LeaseCache::Take t = leases_.take(key, f.name, f.concurrency, wait_until, h);
         if (t == LeaseCache::Take::kThrottled) {
             throttles_++;
-            res.kind = InvokeResult::kThrottled;
-            res.message = "Rate Exceeded: function " + f.name + " has reached its concurrency limit (" +
-                          std::to_string(f.concurrency) + ") and no sandbox freed up in " +
-                          std::to_string(opts_.acquire_wait_ms) + " ms";
-            return res;
+            return throttled(f);
         }
         if (t == LeaseCache::Take::kAcquire) break;
         if (pool_.alive(h.sandbox, h.vsock)) {
@@ -546,12 +542,12 @@ Router::InvokeResult Router::run(const Function& f, const std::string& version, 
     GuestAnswer ans = pool_.invoke(sandbox, vsock, payload, deadline, &reused);
     guard.armed = false;
     Lease l{key, sandbox, vsock, lease, instance, drains, cold};
-    return settle(f, version, l, std::move(ans), t0, t_acq, tail, reused, rid);
+    return settle(f, version, l, std::move(ans), t0, t_acq, tail, reused, rid, nullptr);
 }
 
 Router::InvokeResult Router::settle(const Function& f, const std::string& version, const Lease& l, GuestAnswer ans,
                                     Clock::time_point t0, Clock::time_point t_acq, bool tail, bool reused,
-                                    const std::string& rid) {
+                                    const std::string& rid, bool* kept) {
     InvokeResult res;
     res.cold = l.cold;
     const std::string &key = l.key, &sandbox = l.sandbox, &vsock = l.vsock, &lease = l.lease;
@@ -611,7 +607,10 @@ Router::InvokeResult Router::settle(const Function& f, const std::string& versio
     // Kept for the next invoke (before the answer goes out, so a client's next
     // request finds it), else handed back to assignd after the answer.
     Epoch now = epoch(instance, drains);
-    if (now == Epoch::kRestarted) {
+    if (kept) *kept = outcome != "destroy" && now == Epoch::kCurrent;
+    if (kept && *kept) {
+        // The caller runs the next invoke on this lease at once.
+    } else if (now == Epoch::kRestarted) {
         // Granted by an assignd that has since restarted: the new one counts this
         // sandbox idle and knows nothing of the lease.  Forget it.
         leases_.ended(f.name);
@@ -666,13 +665,41 @@ bool Router::start_fast(std::shared_ptr<const Registry> reg, const Function& f, 
     if (!t_respond || payload.size() > kFastPayloadMax) return false;
     std::string key = f.name + '\0' + version;
     std::optional<HeldLease> h = leases_.take_held(key);
-    if (!h) return false;
-    UniqueFd fd = pool_.take(h->sandbox, h->vsock);
+    if (!h) {
+        // Every lease the function may have is out and some are running here: wait
+        // here for one of them (served in finish_fast) rather than on a worker.
+        if (io_inflight_[key] == 0 || leases_.out(f.name) < f.concurrency) return false;
+        auto q = std::make_shared<Queued>();
+        q->reg = std::move(reg);
+        q->f = &f;
+        q->version = version;
+        q->payload = payload;
+        q->respond = std::move(*t_respond);
+        q->arrived = Clock::now();
+        invokes_sync_++;
+        io_queue_[key].push_back(q);
+        server_->at(q->arrived + std::chrono::milliseconds(opts_.acquire_wait_ms), [this, q, key] {
+            if (q->done) return;
+            q->done = true;
+            std::erase(io_queue_[key], q);
+            throttles_++;
+            HttpResponse r = to_response(throttled(*q->f), q->version, false);
+            r.headers.set("x-amzn-RequestId", request_id());
+            q->respond(std::move(r));
+        });
+        return true;
+    }
+    return launch_fast(std::move(reg), f, version, payload, std::move(*t_respond), Lease{key, h->sandbox, h->vsock,
+                       h->lease, h->instance, h->drains, false}, Clock::now()) || (leases_.put(key, std::move(*h)), false);
+}
+
+bool Router::launch_fast(std::shared_ptr<const Registry> reg, const Function& f, const std::string& version,
+                         const std::string& payload, HttpResponder&& respond, Lease l, Clock::time_point t0) {
+    UniqueFd fd = pool_.take(l.sandbox, l.vsock);
     if (!fd || hung_up(fd.get())) {
         // No idle connection, or the sandbox hung up: the worker path opens one, or
         // notices the death and destroys the sandbox.
-        if (fd) pool_.put_back(h->sandbox, h->vsock, std::move(fd));
-        leases_.put(key, std::move(*h));
+        if (fd) pool_.put_back(l.sandbox, l.vsock, std::move(fd));
         return false;
     }
     auto x = std::make_shared<FastInvoke>();
@@ -681,12 +708,14 @@ bool Router::start_fast(std::shared_ptr<const Registry> reg, const Function& f, 
     x->f = &f;
     x->version = version;
     x->rid = request_id();
-    x->l = Lease{key, h->sandbox, h->vsock, h->lease, h->instance, h->drains, false};
+    x->l = std::move(l);
     x->fd = std::move(fd);
-    x->respond = std::move(*t_respond);
-    x->t0 = x->t_acq = Clock::now();
+    x->respond = std::move(respond);
+    x->t0 = t0;
+    x->t_acq = Clock::now();
     x->deadline = x->t_acq + std::chrono::microseconds(static_cast<int64_t>(f.timeout_s * 1e6));
-    invokes_sync_++;
+    if (t0 == x->t_acq) invokes_sync_++;  // a queued one was counted when it came
+    io_inflight_[x->l.key]++;
     warm_++;
     held_hits_++;
     if (!send_invoke(x->fd.get(), payload, x->deadline)) {
@@ -718,9 +747,21 @@ void Router::finish_fast(const std::shared_ptr<FastInvoke>& x, GuestAnswer ans) 
     if (ans.kind == GuestAnswer::kOk || ans.kind == GuestAnswer::kErr)
         pool_.put_back(x->l.sandbox, x->l.vsock, std::move(x->fd));
     x->finished = true;
+    const std::string& key = x->l.key;
+    io_inflight_[key]--;
+    // The next request queued here gets this sandbox at once, unless a worker has
+    // waited longer for one of the function's leases.
+    auto& queue = io_queue_[key];
+    std::shared_ptr<Queued> next;
+    if (!queue.empty()) {
+        auto older = leases_.oldest_wait(x->f->name);
+        if (!older || *older > queue.front()->arrived) next = queue.front();
+    }
+    bool kept = false;
     HttpResponse r;
     try {
-        r = to_response(settle(*x->f, x->version, x->l, std::move(ans), x->t0, x->t_acq, false, true, x->rid),
+        r = to_response(settle(*x->f, x->version, x->l, std::move(ans), x->t0, x->t_acq, false, true, x->rid,
+                               next ? &kept : nullptr),
                         x->version, false);
     } catch (const std::exception& e) {
         log_error("invoke %s: %s", x->f->name.c_str(), e.what());
@@ -729,6 +770,53 @@ void Router::finish_fast(const std::shared_ptr<FastInvoke>& x, GuestAnswer ans) 
     }
     r.headers.set("x-amzn-RequestId", x->rid);
     x->respond(std::move(r));
+    if (kept) {
+        queue.pop_front();
+        next->done = true;
+        if (!launch_fast(next->reg, *next->f, next->version, next->payload, std::move(next->respond), x->l,
+                         next->arrived)) {
+            // No usable connection: the lease goes back, the request to a worker.
+            if (!leases_.put(key, HeldLease{x->f->name, x->l.sandbox, x->l.vsock, x->l.lease, x->l.instance,
+                                            x->l.drains, Clock::now()}))
+                submit([this, l = x->l, fn = x->f->name] {
+                    release(l.lease, "ok");
+                    leases_.ended(fn);
+                });
+            to_worker(next);
+        }
+    }
+    // Nothing of this key runs here any more: what waits here would wait for nothing.
+    if (io_inflight_[key] == 0)
+        while (!queue.empty()) {
+            auto q = queue.front();
+            queue.pop_front();
+            q->done = true;
+            to_worker(q);
+        }
+}
+
+void Router::to_worker(const std::shared_ptr<Queued>& q) {
+    submit([this, q] {
+        HttpResponse r;
+        try {
+            r = to_response(run(*q->f, q->version, q->payload, false), q->version, false);
+        } catch (const std::exception& e) {
+            log_error("invoke %s: %s", q->f->name.c_str(), e.what());
+            service_errors_++;
+            r = lambda_error(500, "ServiceException", e.what());
+        }
+        r.headers.set("x-amzn-RequestId", request_id());
+        q->respond(std::move(r));
+    });
+}
+
+Router::InvokeResult Router::throttled(const Function& f) const {
+    InvokeResult res;
+    res.kind = InvokeResult::kThrottled;
+    res.message = "Rate Exceeded: function " + f.name + " has reached its concurrency limit (" +
+                  std::to_string(f.concurrency) + ") and no sandbox freed up in " +
+                  std::to_string(opts_.acquire_wait_ms) + " ms";
+    return res;
 }
 
 void Router::release(const std::string& lease, const std::string& outcome) {

@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -61,14 +62,31 @@ private:
     // metrics.
     InvokeResult settle(const Function& f, const std::string& version, const Lease& l, GuestAnswer ans,
                         std::chrono::steady_clock::time_point t0, std::chrono::steady_clock::time_point t_acq,
-                        bool tail, bool reused, const std::string& rid);
+                        bool tail, bool reused, const std::string& rid, bool* kept);
+    InvokeResult throttled(const Function& f) const;
     HttpResponse to_response(const InvokeResult& res, const std::string& version, bool tail) const;
     // On the I/O thread: a sync invoke on a held lease with an idle pooled connection,
     // sent now and answered from when_readable.  False: the caller hands the request
     // to a worker.
     bool start_fast(std::shared_ptr<const Registry> reg, const Function& f, const std::string& version,
                     const std::string& payload);
+    // Sends the invoke on lease `l` (an idle pooled connection needed: else false,
+    // and nothing is taken).
+    bool launch_fast(std::shared_ptr<const Registry> reg, const Function& f, const std::string& version,
+                     const std::string& payload, HttpResponder&& respond, Lease l,
+                     std::chrono::steady_clock::time_point t0);
     void await_fast(const std::shared_ptr<FastInvoke>& x);
+    // A sync invoke waiting on the I/O thread for a lease of its key to come back
+    // from an invoke running there.
+    struct Queued {
+        std::shared_ptr<const Registry> reg;
+        const Function* f = nullptr;
+        std::string version, payload;
+        HttpResponder respond;
+        std::chrono::steady_clock::time_point arrived;
+        bool done = false;  // served, throttled or handed to a worker
+    };
+    void to_worker(const std::shared_ptr<Queued>& q);
     void finish_fast(const std::shared_ptr<FastInvoke>& x, GuestAnswer ans);
     void submit(std::function<void()> job);
     void worker_loop();
@@ -87,6 +105,9 @@ private:
 
     RouterOptions opts_;
     HttpServer* server_ = nullptr;
+    // I/O thread only: invokes running there, and requests waiting for them, per key.
+    std::map<std::string, size_t> io_inflight_;
+    std::map<std::string, std::deque<std::shared_ptr<Queued>>> io_queue_;
     SigV4Verifier verifier_;
     AssignClient assign_;
     VsockPool pool_;

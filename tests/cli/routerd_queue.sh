@@ -1,0 +1,80 @@
+# A function at its concurrency limit whose sandbox routerd holds: later invokes wait
+# on routerd's I/O thread for that sandbox (no worker) and are served one after the
+# other when it comes back; one that waits past --acquire-wait-ms gets 429
+# TooManyRequestsException; a sandbox that dies under queued invokes hands them to the
+# worker path, which restores a new one.  init-heavy's "chase" makes each invoke slow.
+. "$(dirname "$0")/../lib.sh"
+need_kvm
+python3 -c 'import botocore' 2>/dev/null || skip "python3 with botocore is needed to sign requests"
+[ "${ROUTERD_FAKE_ASSIGND:-0}" != 1 ] || skip "needs the real assignd"
+. "$ROOT/tests/cli/routerd.lib"
+# chase 0 N follows the permutation N steps (at most 4194304 here): 1M steps ~0.1 s.
+"$BIN/snap-make" --nano "$GUEST/init-heavy.elf" --mem 48 --boot-args "table=16 rounds=1" --out "$T/heavy" \
+    >"$T/snap.log" 2>&1 || fail "snap-make init-heavy: $(cat "$T/snap.log")"
+cat >"$T/functions.json" <<EOC
+{"functions": [{"name": "slow", "tenant": "111111111111", "memory": 48, "timeout": 30, "concurrency": 1,
+                "snapshot": {"dir": "$T/heavy"}}]}
+EOC
+start_assignd
+# together N PAYLOAD...: one invoke per payload, sent 30 ms apart (so they arrive in
+# order), answered concurrently; prints "i status errortype body" per invoke.
+together() {
+    python3 - "$T" "$ADDR" "$@" <<'PY'
+import sys, threading, time
+sys.path.insert(0, sys.argv[1])
+import lam
+addr, payloads = sys.argv[2], sys.argv[3:]
+res = [None] * len(payloads)
+def one(i):
+    s, h, b = lam.call(addr, "POST", "/2015-03-31/functions/slow/invocations", payloads[i].encode(), timeout=30)
+    res[i] = "%d %d %s %s" % (i, s, h.get("x-amzn-errortype", "-"), b.replace("\n", " "))
+ts = []
+for i in range(len(payloads)):
+    ts.append(threading.Thread(target=one, args=(i,))); ts[-1].start(); time.sleep(0.03)
+for t in ts: t.join()
+print("\n".join(res))
+PY
+}
+status_of() { echo "$1" | awk -v i="$2" '$1 == i { print $2 }'; }
+
+start_routerd --acquire-wait-ms 5000 --lease-hold-ms 2000
+out=$(invoke slow "chase 0 10")
+assert_eq "$(echo "$out" | head -1)" 200 "warm-up invoke"
+# The lease is held: the first runs on it, the other two queue behind it and get it
+# in turn.
+out=$(together "chase 0 1000000" "chase 1 1000000" "chase 2 1000000")
+for i in 0 1 2; do
+    assert_eq "$(status_of "$out" $i)" 200 "queued invoke $i: $out"
+    echo "$out" | grep -q "^$i 200 - {\"start\":$i," || fail "queued invoke $i: wrong answer: $out"
+done
+m=$(curl -s "http://$ADDR/metrics")
+assert_contains "$m" 'kindling_routerd_sandbox_starts_total{start="cold"} 1' "one sandbox for all four"
+assert_contains "$m" 'kindling_routerd_held_lease_hits_total 3' "three on the held lease"
+kill -TERM $RPID; wait $RPID 2>/dev/null
+
+# A short wait: the ones queued behind a slow invoke are throttled, not failed.
+start_routerd --acquire-wait-ms 100 --lease-hold-ms 2000
+invoke slow "chase 0 10" >/dev/null
+out=$(together "chase 0 4194304" "chase 1 10" "chase 2 10")
+assert_eq "$(status_of "$out" 0)" 200 "the running invoke: $out"
+for i in 1 2; do
+    assert_eq "$(status_of "$out" $i)" 429 "queued invoke $i past the wait: $out"
+    echo "$out" | grep -q "^$i 429 TooManyRequestsException " || fail "queued invoke $i: not a throttle: $out"
+done
+assert_eq "$(curl -s "http://$ADDR/metrics" | awk '$1 == "kindling_routerd_throttles_total" { print $2 }')" 2 "throttles counted"
+
+# The sandbox dies under a running invoke with one queued: the running one gets a
+# function error, the queued one goes to a worker and gets a new sandbox.
+kill -TERM $RPID; wait $RPID 2>/dev/null
+start_routerd --acquire-wait-ms 5000 --lease-hold-ms 2000
+invoke slow "chase 0 10" >/dev/null
+PID=$(sandboxes | python3 -c 'import json,sys; print([s["pid"] for s in json.load(sys.stdin) if s["state"] != "dead"][0])')
+( sleep 0.2; kill -9 "$PID" ) &
+KILLER=$!
+out=$(together "chase 0 4194304" "chase 1 10")
+wait $KILLER
+assert_eq "$(status_of "$out" 0)" 200 "the invoke on the killed sandbox answers 200: $out"
+echo "$out" | grep -q "^0 200 - .*Runtime.ExitError" || fail "the invoke on the killed sandbox: not a function error: $out"
+assert_eq "$(status_of "$out" 1)" 200 "the queued invoke: $out"
+echo "$out" | grep -q '^1 200 - {"start":1,' || fail "the queued invoke: wrong answer: $out"
+exit 0
