@@ -134,7 +134,7 @@ for o in ("s3", "memcached"):
         t = [int(r[2]) / 1000 for r in rows if r[0] == o and r[1] == m]
         b = [int(r[3]) for r in rows if r[0] == o and r[1] == m]
         med[o, m] = statistics.median(t)
-        print("%-10s %-24s %10.0f %8.0f-%-8.0f %12.1f %9.1f" % (o, name[m], med[o, m], min(t), max(t),
+        print("%-10s %-24s %10.0f %8.0f-%-8.0f %12.1f %9.2f" % (o, name[m], med[o, m], min(t), max(t),
               statistics.median(b) / 2**20, statistics.median(b) / ws))
 for o in ("s3", "memcached"):
     print("%s: (a)/(c) = %.2fx (goal >= 3x), (a)/(b) = %.2fx" % (o, med[o, "a"] / med[o, "c"], med[o, "a"] / med[o, "b"]))

@@ -1,6 +1,7 @@
 #include "store/s3_store.h"
 
 #include <curl/curl.h>
+#include <dlfcn.h>
 
 #include <algorithm>
 #include <cctype>
@@ -21,10 +22,49 @@ constexpr long kBackoffCapMs = 2000;
 // A sanity cap on one object (chunks are <= 512 KiB + overhead; manifests are small).
 constexpr size_t kMaxObjectBytes = size_t(1) << 30;
 
+// libcurl is loaded when the first s3:// store is made, not when the process starts:
+// its dependency tree (some 30 shared libraries: TLS, Kerberos, LDAP, ...) costs
+// every tool that can talk to S3 ~4.5 ms of start-up here, whether it does or not
+// (snapfs mounting a dir: store, snap-fetch from memcached).
+struct CurlApi {
+    decltype(&::curl_global_init) global_init;
+    decltype(&::curl_easy_init) easy_init;
+    decltype(&::curl_easy_cleanup) easy_cleanup;
+    decltype(&::curl_easy_reset) easy_reset;
+    decltype(&::curl_easy_setopt) easy_setopt;
+    decltype(&::curl_easy_perform) easy_perform;
+    decltype(&::curl_easy_getinfo) easy_getinfo;
+    decltype(&::curl_easy_strerror) easy_strerror;
+    decltype(&::curl_slist_append) slist_append;
+    decltype(&::curl_slist_free_all) slist_free_all;
+};
+
+CurlApi& curl() {  // filled by curl_init_once
+    static CurlApi api{};
+    return api;
+}
+
 void curl_init_once() {
     static std::once_flag once;
     std::call_once(once, [] {
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) throw Error("libcurl: global init failed");
+        void* lib = ::dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
+        if (!lib) throw UnavailableError(std::string("s3 store: cannot load libcurl: ") + ::dlerror());
+        CurlApi& a = curl();
+        auto sym = [lib](auto& fn, const char* name) {
+            fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(::dlsym(lib, name));
+            if (!fn) throw UnavailableError(std::string("s3 store: libcurl.so.4 lacks ") + name);
+        };
+        sym(a.global_init, "curl_global_init");
+        sym(a.easy_init, "curl_easy_init");
+        sym(a.easy_cleanup, "curl_easy_cleanup");
+        sym(a.easy_reset, "curl_easy_reset");
+        sym(a.easy_setopt, "curl_easy_setopt");
+        sym(a.easy_perform, "curl_easy_perform");
+        sym(a.easy_getinfo, "curl_easy_getinfo");
+        sym(a.easy_strerror, "curl_easy_strerror");
+        sym(a.slist_append, "curl_slist_append");
+        sym(a.slist_free_all, "curl_slist_free_all");
+        if (a.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) throw Error("libcurl: global init failed");
     });
 }
 
@@ -206,7 +246,7 @@ struct S3Store::Response {
 };
 
 struct S3Store::Handle {
-    std::unique_ptr<CURL, void (*)(CURL*)> curl{curl_easy_init(), curl_easy_cleanup};
+    std::unique_ptr<CURL, void (*)(CURL*)> curl{kindling::curl().easy_init(), kindling::curl().easy_cleanup};
     char errbuf[CURL_ERROR_SIZE] = {};
 };
 
@@ -260,7 +300,7 @@ S3Store::Response S3Store::attempt(Handle& h, const std::string& method, const s
                                    bool want_body) {
     CURL* c = h.curl.get();
     // Reset keeps the handle's live connections and DNS cache: that is the reuse.
-    curl_easy_reset(c);
+    curl().easy_reset(c);
     std::string path = path_style_ ? "/" + loc_.bucket + (key.empty() ? "" : "/" + key) : "/" + key;
     std::string payload_hash = body.empty() ? sigv4::kEmptyPayloadHash : to_hex(sha256(body).bytes);
     sigv4::Request sr{method, path, query,
@@ -278,9 +318,9 @@ S3Store::Response S3Store::attempt(Handle& h, const std::string& method, const s
 
     struct SList {
         curl_slist* p = nullptr;
-        ~SList() { curl_slist_free_all(p); }
+        ~SList() { curl().slist_free_all(p); }
         void add(const std::string& s) {
-            curl_slist* n = curl_slist_append(p, s.c_str());
+            curl_slist* n = curl().slist_append(p, s.c_str());
             if (!n) throw std::bad_alloc();
             p = n;
         }
@@ -293,36 +333,36 @@ S3Store::Response S3Store::attempt(Handle& h, const std::string& method, const s
     Response r;
     r.body.clear();
     h.errbuf[0] = 0;
-    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs.p);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);  // threads: no SIGALRM for DNS timeouts
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, h.errbuf);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, loc_.timeout_ms);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, loc_.connect_timeout_ms);
-    curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r.body);
+    curl().easy_setopt(c, CURLOPT_URL, url.c_str());
+    curl().easy_setopt(c, CURLOPT_HTTPHEADER, hdrs.p);
+    curl().easy_setopt(c, CURLOPT_NOSIGNAL, 1L);  // threads: no SIGALRM for DNS timeouts
+    curl().easy_setopt(c, CURLOPT_ERRORBUFFER, h.errbuf);
+    curl().easy_setopt(c, CURLOPT_TIMEOUT_MS, loc_.timeout_ms);
+    curl().easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, loc_.connect_timeout_ms);
+    curl().easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl().easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
+    curl().easy_setopt(c, CURLOPT_WRITEFUNCTION, write_body);
+    curl().easy_setopt(c, CURLOPT_WRITEDATA, &r.body);
     if (method == "HEAD") {
-        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+        curl().easy_setopt(c, CURLOPT_NOBODY, 1L);
     } else if (method == "PUT") {
-        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "PUT");
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+        curl().easy_setopt(c, CURLOPT_CUSTOMREQUEST, "PUT");
+        curl().easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
+        curl().easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
     } else if (method != "GET") {
-        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
+        curl().easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
     }
     (void)want_body;
     counters_.requests++;
     counters_.bytes_out += body.size();
-    r.code = curl_easy_perform(c);
+    r.code = curl().easy_perform(c);
     if (r.code != CURLE_OK) {
-        r.curl_error = h.errbuf[0] ? h.errbuf : curl_easy_strerror(r.code);
+        r.curl_error = h.errbuf[0] ? h.errbuf : curl().easy_strerror(r.code);
         return r;
     }
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+    curl().easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
     long connects = 0;
-    curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &connects);
+    curl().easy_getinfo(c, CURLINFO_NUM_CONNECTS, &connects);
     counters_.connects += static_cast<uint64_t>(connects);
     counters_.bytes_in += r.body.size();
     return r;
