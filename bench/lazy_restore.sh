@@ -4,8 +4,9 @@
 # into an s3rver bucket; a cold worker (empty local cache dir each run) then answers
 # its first `walk` by
 #   (a) snap-fetch of the whole layer to a local dir, then fc-launch --restore DIR
-#   (b) snapfs mount, fc-launch --restore MOUNT (lazy, uffd copy-on-read)
-#   (c) as (b) with fc-launch --prefetch MOUNT/access.log (REAP)
+#   (b) snapfs --no-prefetch mount, fc-launch --restore MOUNT (lazy, uffd copy-on-read)
+#   (c) snapfs mount (which prefetches the chunks named by the layer's access.log from
+#       the moment it is mounted), fc-launch --prefetch MOUNT/access.log (REAP)
 # with the origin S3 only, and with a warm memcached in front of S3.  Times are from
 # the start of the fetch/mount to the answer (median, min-max over runs); bytes are
 # snapfs's fetched_bytes at unmount (right after the answer) against the working set
@@ -112,7 +113,8 @@ for origin in s3 memcached; do
         for mode in b c; do
             m=$W/mnt.$mode.$n
             t0=$(now_ns)
-            mount_fs "$m" "tiered:dir:$W/cache.$mode.$n|$U"
+            if [ $mode = b ]; then mount_fs "$m" "tiered:dir:$W/cache.$mode.$n|$U" --no-prefetch
+            else mount_fs "$m" "tiered:dir:$W/cache.$mode.$n|$U"; fi  # snapfs prefetches the layer's access.log
             if [ $mode = b ]; then first_answer "$m" $mode.$n; else first_answer "$m" $mode.$n --prefetch "$m/access.log"; fi
             t1=$(now_ns)
             kill -TERM $FS; wait $FS

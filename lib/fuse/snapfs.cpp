@@ -64,6 +64,8 @@ struct Snapfs::Impl {
     time_t mount_time = ::time(nullptr);
     size_t stuck = 0;
 
+    std::thread reaper;  // reads the layers' own access.log and queues its chunks
+
     std::mutex record_mu;
     std::vector<std::vector<bool>> seen;  // per layer, per chunk
     std::vector<std::pair<uint32_t, uint32_t>> order;
@@ -168,6 +170,38 @@ struct Snapfs::Impl {
         }
         write_file_atomic(opts.record_path, out);
         log_verbose("access log: %zu chunks written to %s", order.size(), opts.record_path.c_str());
+    }
+
+    // REAP: a layer that carries the page access log of a first restore (access.log,
+    // fc-launch --record-access) says which chunks of `mem` a restore reads first.
+    // Read it and queue them, in the background so the mount is not held up.
+    void start_reap() {
+        reaper = std::thread([this] {
+            for (const Node& n : nodes) {
+                if (n.is_dir || n.name != "access.log" || n.parent != root_of(n.layer)) continue;
+                std::vector<char> bytes;
+                std::string why;
+                if (read(n, 0, n.size, bytes, why) != 0) {
+                    log_warn("access.log of layer %d: %s; no prefetch", n.layer, why.c_str());
+                    continue;
+                }
+                try {
+                    auto chunks = parse_snapfs_access_log(std::vector<uint8_t>(bytes.begin(), bytes.end()),
+                                                          "access.log", layers);
+                    log_verbose("prefetching %zu chunks from the layer's access.log", chunks.size());
+                    cache->prefetch(chunks);
+                } catch (const Error& e) {
+                    log_warn("%s; no prefetch", e.what());
+                }
+                return;  // one log names the pages of every layer's mem
+            }
+        });
+    }
+    // The directory a layer's files are in: the root, or MOUNTPOINT/NAME.
+    fuse_ino_t root_of(int32_t layer) const {
+        if (layers.size() == 1) return FUSE_ROOT_ID;
+        auto it = nodes[FUSE_ROOT_ID - 1].children.find(layers[static_cast<size_t>(layer)].name);
+        return it == nodes[FUSE_ROOT_ID - 1].children.end() ? 0 : it->second;
     }
 
     // Reads [off, off+size) of a file node into `out`; returns 0 or an errno.
@@ -377,7 +411,12 @@ void check_mountpoint(const std::string& path) {
 
 std::vector<std::pair<uint32_t, uint32_t>> read_snapfs_access_log(const std::string& path,
                                                                   const std::vector<SnapfsLayer>& layers) {
-    std::vector<uint8_t> bytes = read_file_bytes(path);
+    return parse_snapfs_access_log(read_file_bytes(path), path, layers);
+}
+
+std::vector<std::pair<uint32_t, uint32_t>> parse_snapfs_access_log(const std::vector<uint8_t>& bytes,
+                                                                   const std::string& path,
+                                                                   const std::vector<SnapfsLayer>& layers) {
     std::vector<std::pair<uint32_t, uint32_t>> out;
     auto find_entry = [&](uint32_t li, const std::string& p) -> const ManifestEntry* {
         for (const auto& e : layers[li].manifest.entries)
@@ -478,6 +517,8 @@ void Snapfs::run(const std::string& mountpoint) {
         if (!prefetch.empty()) {
             log_verbose("prefetching %zu chunks from %s", prefetch.size(), fs.opts.prefetch_path.c_str());
             fs.cache->prefetch(prefetch);
+        } else if (fs.opts.prefetch_path.empty() && fs.opts.reap) {
+            fs.start_reap();
         }
 
         struct sigaction sa {};
@@ -504,6 +545,7 @@ void Snapfs::run(const std::string& mountpoint) {
         // Readers still waiting for a chunk get EIO now, not at their timeout; a store
         // read that hangs must not hold the unmount up.
         fs.stuck = fs.cache->shutdown(std::chrono::milliseconds(1000));
+        if (fs.reaper.joinable()) fs.reaper.join();  // its read ends with the shutdown
         if (fs.stuck) log_warn("%zu store reads still running at unmount; not waiting for them", fs.stuck);
         unmount();
         if (rc != 0 && !g_stop_signal) log_warn("FUSE session ended with error %d", rc);
@@ -517,6 +559,7 @@ void Snapfs::run(const std::string& mountpoint) {
         g_session = nullptr;
         g_cache = nullptr;
         if (fs.cache) fs.stuck = fs.cache->shutdown(std::chrono::milliseconds(1000));
+        if (fs.reaper.joinable()) fs.reaper.join();
         unmount();
         throw;
     }

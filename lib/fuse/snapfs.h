@@ -18,7 +18,8 @@
 //     LAYER<TAB>PATH<TAB>CHUNK      LAYER "." for a single-layer mount; CHUNK is the
 //                                    chunk index within PATH (offset / 512 KiB)
 // --prefetch also takes an fc-launch page log (access_log.h, "KNACCESS"): its pages
-// name chunks of every layer's `mem`.
+// name chunks of every layer's `mem`.  Without --prefetch, a layer's own access.log
+// (such a page log, kept in the snapshot) is prefetched once mounted (REAP).
 #pragma once
 
 #include <chrono>
@@ -45,6 +46,9 @@ struct SnapfsOptions {
     ChunkCacheOptions cache;
     std::string record_path;    // write the access log here on unmount
     std::string prefetch_path;  // fetch in this order in the background
+    // Without prefetch_path: prefetch in the order of the layer's own access.log, if
+    // it has one (REAP: recorded by a first restore).
+    bool reap = true;
     bool foreground = true;
     bool direct_io_everywhere = true;  // `mem` too (then it can only be read, not mmapped)
 };
@@ -57,6 +61,10 @@ void check_mountpoint(const std::string& path);
 // DataError on a malformed file; lines naming unknown files are skipped.
 std::vector<std::pair<uint32_t, uint32_t>> read_snapfs_access_log(const std::string& path,
                                                                   const std::vector<SnapfsLayer>& layers);
+// The same for bytes already read; `path` names them in errors.
+std::vector<std::pair<uint32_t, uint32_t>> parse_snapfs_access_log(const std::vector<uint8_t>& bytes,
+                                                                   const std::string& path,
+                                                                   const std::vector<SnapfsLayer>& layers);
 
 class Snapfs {
 public:

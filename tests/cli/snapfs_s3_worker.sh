@@ -2,7 +2,8 @@
 # the first restore of the original directory records the page access log into the
 # snapshot directory (REAP), snap-chunk put stores it with the layer, and a worker
 # with an empty local cache mounts the layer with tiered:dir:CACHE|s3://... and
-# restores from the mount, once lazily and once with --prefetch MOUNT/access.log.
+# restores from the mount, once lazily (--no-prefetch) and once with prefetching: snapfs
+# queues the chunks the layer's access.log names, fc-launch --prefetch MOUNT/access.log.
 # Both answer `walk` exactly as the original; snapfs's --json counters give the bytes
 # fetched (printed), which must be at most the stored bytes (no chunk fetched twice)
 # and under half of the logical snapshot (zero chunks cost nothing).
@@ -40,7 +41,10 @@ id=$("$BIN/snap-chunk" put "$T/snap" --store "$S" --layer function) || fail "put
 "$BIN/snap-chunk" stat "$id" --store "$S" --json >"$T/stat.json" || fail "stat"
 
 for mode in lazy prefetch; do
-    mount_snapfs "$T/$mode" "$id" --store "tiered:dir:$T/cache.$mode|$S"
+    # lazy: nothing fetched ahead; prefetch: snapfs queues the chunks the layer's own
+    # access.log names as soon as it is mounted (REAP), fc-launch installs its pages.
+    if [ $mode = lazy ]; then mount_snapfs "$T/$mode" "$id" --store "tiered:dir:$T/cache.$mode|$S" --no-prefetch
+    else mount_snapfs "$T/$mode" "$id" --store "tiered:dir:$T/cache.$mode|$S"; fi
     fspid=$SNAPFS_PID
     cmp "$T/$mode/access.log" "$T/snap/access.log" || fail "the access log on the mount differs"
     if [ $mode = lazy ]; then restore $mode "$T/$mode"; else restore $mode "$T/$mode" --prefetch "$T/$mode/access.log"; fi
@@ -63,6 +67,9 @@ assert 0 < fs["fetched_bytes"] <= st["stored_bytes"], (fs, st)
 assert fs["fetched_bytes"] < st["logical_bytes"] / 2, (fs, st)
 if mode == "prefetch":
     assert vm["prefetched_pages"] > 0 and vm["faults"] < vm["prefetched_pages"] / 10, vm
+    assert fs["prefetched_chunks"] > 0, fs
+else:
+    assert fs["prefetched_chunks"] == 0, fs
 PY
 done
 exit 0

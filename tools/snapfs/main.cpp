@@ -27,6 +27,7 @@ struct Flags {
     uint64_t cache_mb = 256;
     std::string record;
     std::string prefetch;
+    bool no_prefetch = false;
     uint64_t timeout_ms = 10000;
     unsigned fetch_threads = 8;
     bool foreground = false;
@@ -70,6 +71,7 @@ int run(Flags& f) {
     o.cache.fetch_threads = f.fetch_threads;
     o.record_path = f.record;
     o.prefetch_path = f.prefetch;
+    o.reap = !f.no_prefetch;
     o.foreground = f.foreground;
     o.direct_io_everywhere = !f.cache_mem;
     Snapfs fs(*store, std::move(layers), std::move(o));
@@ -114,9 +116,11 @@ int main(int argc, char** argv) {
     app.add_option("--cache-mb", f.cache_mb, "Decrypted chunks kept in memory, MiB (default 256)")
         ->check(CLI::Range(1, 1 << 20));
     app.add_option("--record", f.record, "On unmount, write the order of first chunk reads to FILE");
-    app.add_option("--prefetch", f.prefetch,
+    CLI::Option* prefetch = app.add_option("--prefetch", f.prefetch,
                    "Fetch the chunks of this access log (snapfs --record or fc-launch --record-access) "
-                   "in the background, in order");
+                   "in the background, in order (default: the layer's own access.log, if any)");
+    app.add_flag("--no-prefetch", f.no_prefetch, "Fetch nothing ahead of the readers, not even for the layer's access.log")
+        ->excludes(prefetch);
     app.add_option("--timeout-ms", f.timeout_ms, "A read waits at most this long for a chunk, then EIO (default 10000)")
         ->check(CLI::Range(1, 3600000));
     app.add_option("--fetch-threads", f.fetch_threads, "Parallel store reads (default 8)")->check(CLI::Range(1, 256));
