@@ -16,21 +16,29 @@ cat >"$T/functions.json" <<EOC
                 "snapshot": {"dir": "$T/heavy"}}]}
 EOC
 start_assignd
-# together N PAYLOAD...: one invoke per payload, sent 30 ms apart (so they arrive in
-# order), answered concurrently; prints "i status errortype body" per invoke.
+# together PAYLOAD...: one invoke per payload, answered concurrently, each sent only
+# once routerd has taken the one before (its sync invocation count went up), so they
+# arrive in order; prints "i status errortype body" per invoke.
 together() {
     python3 - "$T" "$ADDR" "$@" <<'PY'
-import sys, threading, time
+import sys, threading, time, urllib.request
 sys.path.insert(0, sys.argv[1])
 import lam
 addr, payloads = sys.argv[2], sys.argv[3:]
+def taken():
+    m = urllib.request.urlopen("http://%s/metrics" % addr).read().decode()
+    return int(next(l.split()[1] for l in m.splitlines()
+                    if l.startswith('kindling_routerd_invocations_total{type="RequestResponse"}')))
 res = [None] * len(payloads)
 def one(i):
     s, h, b = lam.call(addr, "POST", "/2015-03-31/functions/slow/invocations", payloads[i].encode(), timeout=30)
     res[i] = "%d %d %s %s" % (i, s, h.get("x-amzn-errortype", "-"), b.replace("\n", " "))
 ts = []
 for i in range(len(payloads)):
-    ts.append(threading.Thread(target=one, args=(i,))); ts[-1].start(); time.sleep(0.03)
+    before = taken()
+    ts.append(threading.Thread(target=one, args=(i,))); ts[-1].start()
+    end = time.time() + 5
+    while taken() == before and time.time() < end: time.sleep(0.002)
 for t in ts: t.join()
 print("\n".join(res))
 PY
@@ -50,6 +58,7 @@ done
 m=$(curl -s "http://$ADDR/metrics")
 assert_contains "$m" 'kindling_routerd_sandbox_starts_total{start="cold"} 1' "one sandbox for all four"
 assert_contains "$m" 'kindling_routerd_held_lease_hits_total 3' "three on the held lease"
+assert_contains "$m" 'kindling_routerd_invocations_total{type="RequestResponse"} 4' "every invoke counted once"
 kill -TERM $RPID; wait $RPID 2>/dev/null
 
 # A short wait: the ones queued behind a slow invoke are throttled, not failed.

@@ -6,10 +6,8 @@ LeaseCache::Take LeaseCache::take(const std::string& key, const std::string& fun
                                   Clock::time_point deadline, HeldLease& out) {
     std::unique_lock lk(mu_);
     Function& fn = functions_[function];
-    if (auto it = held_.find(key); it != held_.end()) {
-        out = std::move(it->second.back());
-        it->second.pop_back();
-        if (it->second.empty()) held_.erase(it);
+    if (auto h = pop_held_locked(key)) {
+        out = std::move(*h);
         return Take::kHeld;
     }
     if (fn.out < limit && fn.waiters.empty()) {
@@ -30,14 +28,18 @@ LeaseCache::Take LeaseCache::take(const std::string& key, const std::string& fun
     return Take::kAcquire;  // hand_slot counted it
 }
 
-std::optional<HeldLease> LeaseCache::take_held(const std::string& key) {
-    std::lock_guard lk(mu_);
+std::optional<HeldLease> LeaseCache::pop_held_locked(const std::string& key) {
     auto it = held_.find(key);
     if (it == held_.end()) return std::nullopt;
     HeldLease h = std::move(it->second.back());
     it->second.pop_back();
     if (it->second.empty()) held_.erase(it);
     return h;
+}
+
+std::optional<HeldLease> LeaseCache::take_held(const std::string& key) {
+    std::lock_guard lk(mu_);
+    return pop_held_locked(key);
 }
 
 void LeaseCache::hand_slot(Function& fn) {

@@ -75,6 +75,8 @@ private:
         size_t out = 0;                 // leases out: in use or held
         std::deque<Waiter*> waiters;
     };
+    // The most recently held lease of `key`, removed (under mu_).
+    std::optional<HeldLease> pop_held_locked(const std::string& key);
     // A freed slot of `fn` to its oldest waiter, if any (under mu_).
     void hand_slot(Function& fn);
     std::vector<HeldLease> remove_if_locked(Clock::time_point now, bool all);

@@ -689,12 +689,15 @@ bool Router::start_fast(std::shared_ptr<const Registry> reg, const Function& f, 
         });
         return true;
     }
-    return launch_fast(std::move(reg), f, version, payload, std::move(*t_respond), Lease{key, h->sandbox, h->vsock,
-                       h->lease, h->instance, h->drains, false}, Clock::now()) || (leases_.put(key, std::move(*h)), false);
+    Lease l{key, h->sandbox, h->vsock, h->lease, h->instance, h->drains, false};
+    if (launch_fast(std::move(reg), f, version, payload, std::move(*t_respond), l, Clock::now(), false)) return true;
+    leases_.put(key, std::move(*h));
+    return false;
 }
 
 bool Router::launch_fast(std::shared_ptr<const Registry> reg, const Function& f, const std::string& version,
-                         const std::string& payload, HttpResponder&& respond, Lease l, Clock::time_point t0) {
+                         const std::string& payload, HttpResponder&& respond, Lease l, Clock::time_point t0,
+                         bool counted) {
     UniqueFd fd = pool_.take(l.sandbox, l.vsock);
     if (!fd || hung_up(fd.get())) {
         // No idle connection, or the sandbox hung up: the worker path opens one, or
@@ -714,7 +717,7 @@ bool Router::launch_fast(std::shared_ptr<const Registry> reg, const Function& f,
     x->t0 = t0;
     x->t_acq = Clock::now();
     x->deadline = x->t_acq + std::chrono::microseconds(static_cast<int64_t>(f.timeout_s * 1e6));
-    if (t0 == x->t_acq) invokes_sync_++;  // a queued one was counted when it came
+    if (!counted) invokes_sync_++;
     io_inflight_[x->l.key]++;
     warm_++;
     held_hits_++;
@@ -774,7 +777,7 @@ void Router::finish_fast(const std::shared_ptr<FastInvoke>& x, GuestAnswer ans) 
         queue.pop_front();
         next->done = true;
         if (!launch_fast(next->reg, *next->f, next->version, next->payload, std::move(next->respond), x->l,
-                         next->arrived)) {
+                         next->arrived, true)) {
             // No usable connection: the lease goes back, the request to a worker.
             if (!leases_.put(key, HeldLease{x->f->name, x->l.sandbox, x->l.vsock, x->l.lease, x->l.instance,
                                             x->l.drains, Clock::now()}))

@@ -71,10 +71,10 @@ private:
     bool start_fast(std::shared_ptr<const Registry> reg, const Function& f, const std::string& version,
                     const std::string& payload);
     // Sends the invoke on lease `l` (an idle pooled connection needed: else false,
-    // and nothing is taken).
+    // and nothing is taken).  `counted`: a queued invoke, counted when it came.
     bool launch_fast(std::shared_ptr<const Registry> reg, const Function& f, const std::string& version,
                      const std::string& payload, HttpResponder&& respond, Lease l,
-                     std::chrono::steady_clock::time_point t0);
+                     std::chrono::steady_clock::time_point t0, bool counted);
     void await_fast(const std::shared_ptr<FastInvoke>& x);
     // A sync invoke waiting on the I/O thread for a lease of its key to come back
     // from an invoke running there.
