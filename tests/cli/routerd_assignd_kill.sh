@@ -133,6 +133,7 @@ s0=$(date +%s%N)
 out=$(invoke other '{"outage":1}') || fail "invoke while assignd is down: $out"
 ms=$(( ($(date +%s%N) - s0) / 1000000 ))
 assert_eq "$(echo "$out" | sed -n 1p)/$(echo "$out" | sed -n 3p)" 500/ServiceException "status/error type of an invoke while assignd is down: $out"
+assert_contains "$out" '"Type":"Service"' "a service error is Type Service"
 assert_contains "$(echo "$out" | sed -n 4p)" assignd "error message of an invoke while assignd is down"
 [ "$ms" -lt 3000 ] || fail "the invoke while assignd was down took $ms ms (expected a prompt error)"
 sleep 0.5

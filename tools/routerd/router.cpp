@@ -51,7 +51,8 @@ std::string to_text(const json& j) { return j.dump(-1, ' ', false, json::error_h
 
 HttpResponse lambda_error(int status, const std::string& code, const std::string& message,
                           const std::string& reason = "") {
-    json body = {{"Type", "User"}, {"message", message}};
+    // Lambda's error shapes carry Type: User for the caller's errors, Service for ours.
+    json body = {{"Type", status >= 500 ? "Service" : "User"}, {"message", message}};
     if (!reason.empty()) body["Reason"] = reason;
     HttpResponse r = HttpResponse::json(status, to_text(body));
     r.headers.set("X-Amzn-ErrorType", code);
