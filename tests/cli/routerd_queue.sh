@@ -2,7 +2,8 @@
 # on routerd's I/O thread for that sandbox (no worker) and are served one after the
 # other when it comes back; one that waits past --acquire-wait-ms gets 429
 # TooManyRequestsException; a sandbox that dies under queued invokes hands them to the
-# worker path, which restores a new one.  init-heavy's "chase" makes each invoke slow.
+# worker path, which restores a new one; a timeout there destroys the sandbox.
+# init-heavy's "chase" makes each invoke slow.
 . "$(dirname "$0")/../lib.sh"
 need_kvm
 python3 -c 'import botocore' 2>/dev/null || skip "python3 with botocore is needed to sign requests"
@@ -13,6 +14,8 @@ python3 -c 'import botocore' 2>/dev/null || skip "python3 with botocore is neede
     >"$T/snap.log" 2>&1 || fail "snap-make init-heavy: $(cat "$T/snap.log")"
 cat >"$T/functions.json" <<EOC
 {"functions": [{"name": "slow", "tenant": "111111111111", "memory": 48, "timeout": 30, "concurrency": 1,
+                "snapshot": {"dir": "$T/heavy"}},
+               {"name": "brief", "tenant": "111111111111", "memory": 48, "timeout": 0.2, "concurrency": 1,
                 "snapshot": {"dir": "$T/heavy"}}]}
 EOC
 start_assignd
@@ -86,4 +89,19 @@ assert_eq "$(status_of "$out" 0)" 200 "the invoke on the killed sandbox answers 
 echo "$out" | grep -q "^0 200 - .*Runtime.ExitError" || fail "the invoke on the killed sandbox: not a function error: $out"
 assert_eq "$(status_of "$out" 1)" 200 "the queued invoke: $out"
 echo "$out" | grep -q '^1 200 - {"start":1,' || fail "the queued invoke: wrong answer: $out"
+
+# A timeout on the I/O thread: the held sandbox is destroyed, never reused; the next
+# invoke restores a new one.
+invoke brief "chase 0 10" >/dev/null
+BRIEF=$(sandboxes | python3 -c 'import json,sys; print([s["id"] for s in json.load(sys.stdin) if s["function"] == "brief" and s["state"] != "dead"][0])')
+out=$(invoke brief "chase 0 4194304")
+assert_eq "$(echo "$out" | sed -n 1,2p | tr '\n' ' ')" "200 Unhandled " "timed-out invoke: $out"
+assert_contains "$out" "Task timed out after 0.20 seconds" "timeout message"
+out=$(invoke brief "chase 1 10")
+assert_eq "$(echo "$out" | head -1)" 200 "invoke after the timeout: $out"
+assert_contains "$out" '{"start":1,' "invoke after the timeout answers"
+sandboxes | python3 -c '
+import json, sys
+live = [s["id"] for s in json.load(sys.stdin) if s["function"] == "brief" and s["state"] != "dead"]
+sys.exit(0 if len(live) == 1 and live[0] != sys.argv[1] else 1)' "$BRIEF" || fail "timed-out sandbox $BRIEF reused: $(sandboxes)"
 exit 0
