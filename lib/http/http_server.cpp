@@ -725,34 +725,44 @@ void HttpServer::stop() {
     remove_socket_file(s.listener);
 }
 
-void HttpServer::when_readable(int fd, std::chrono::steady_clock::time_point deadline,
-                               std::function<void(bool)> ready) {
-    struct Wait {
-        net::posix::stream_descriptor sd;
-        net::steady_timer timer;
-        std::function<void(bool)> ready;
-        bool done = false;
-        Wait(net::io_context& ioc, int fd, std::function<void(bool)> r) : sd(ioc, fd), timer(ioc), ready(std::move(r)) {}
-        ~Wait() { sd.release(); }  // the fd is the caller's (a no-op once released)
-    };
-    auto w = std::make_shared<Wait>(impl_->ioc, fd, std::move(ready));
-    w->timer.expires_at(deadline);
-    w->sd.async_wait(net::posix::stream_descriptor::wait_read, [w](error_code ec) {
-        if (w->done) return;
-        w->done = true;
-        w->timer.cancel();
-        auto ready = std::move(w->ready);
-        w->sd.release();  // before `ready`, which may wait on the same fd again
-        ready(!ec);
-    });
-    w->timer.async_wait([w](error_code ec) {
-        if (ec || w->done) return;
-        w->done = true;
-        w->sd.release();  // cancels the wait; deregistered before `ready` may close the fd
-        auto ready = std::move(w->ready);
-        ready(false);
-    });
-}
+namespace {
+struct Watch final : FdWatch, std::enable_shared_from_this<Watch> {
+    net::posix::stream_descriptor sd;
+    net::steady_timer timer;
+    std::function<void(bool)> ready;
+    uint64_t wait = 0;  // which wait a completion belongs to
+    Watch(net::io_context& ioc, int fd) : sd(ioc, fd), timer(ioc) {}
+    // Deregisters while the fd is still open (the owner closes it after this).
+    ~Watch() override { sd.release(); }
+
+    void when_readable(std::chrono::steady_clock::time_point deadline, std::function<void(bool)> r) override {
+        ready = std::move(r);
+        uint64_t w = ++wait;
+        timer.expires_at(deadline);
+        // Handlers hold the watch weakly: it dies with its owner, never after the fd.
+        std::weak_ptr<Watch> weak = shared_from_this();
+        sd.async_wait(net::posix::stream_descriptor::wait_read, [weak, w](error_code ec) {
+            auto self = weak.lock();
+            if (!self || w != self->wait || !self->ready || ec == net::error::operation_aborted) return;
+            self->timer.cancel();
+            auto r = std::move(self->ready);
+            self->ready = nullptr;
+            r(!ec);
+        });
+        timer.async_wait([weak, w](error_code ec) {
+            auto self = weak.lock();
+            if (ec || !self || w != self->wait || !self->ready) return;
+            error_code ignored;
+            self->sd.cancel(ignored);
+            auto r = std::move(self->ready);
+            self->ready = nullptr;
+            r(false);
+        });
+    }
+};
+}  // namespace
+
+std::shared_ptr<FdWatch> HttpServer::watch(int fd) { return std::make_shared<Watch>(impl_->ioc, fd); }
 
 void HttpServer::at(std::chrono::steady_clock::time_point when, std::function<void()> fn) {
     auto timer = std::make_shared<net::steady_timer>(impl_->ioc, when);

@@ -105,6 +105,18 @@ private:
     std::string message_;
 };
 
+// A file descriptor registered with an HttpServer's I/O thread (HttpServer::watch), so
+// an async handler can wait on another socket without a thread of its own and
+// without registering it again for every wait.
+class FdWatch {
+public:
+    virtual ~FdWatch() = default;
+    // Calls `ready(true)` on the I/O thread once the fd is readable, or `ready(false)`
+    // once `deadline` passes first.  One wait at a time, started on the I/O thread.
+    // If the watch or the server goes away first, `ready` is dropped uncalled.
+    virtual void when_readable(std::chrono::steady_clock::time_point deadline, std::function<void(bool)> ready) = 0;
+};
+
 class HttpServer {
 public:
     // `address`: "unix:PATH", or a path (contains '/' or no ':'), is a Unix socket;
@@ -127,12 +139,9 @@ public:
     // return, joins the thread, removes the Unix socket file.  Idempotent.
     void stop();
 
-    // Calls `ready(true)` on the I/O thread once `fd` is readable, or `ready(false)`
-    // once `deadline` passes first.  Call it on the I/O thread (from a handler or a
-    // `ready`): it lets an async handler wait on another socket without a thread of
-    // its own.  The fd stays the caller's and must stay open until `ready` runs; if
-    // the server stops first, `ready` is destroyed without being called.
-    void when_readable(int fd, std::chrono::steady_clock::time_point deadline, std::function<void(bool)> ready);
+    // Registers `fd` with the I/O thread's event loop, once, for waits on it (see
+    // FdWatch).  The fd stays the caller's: destroy the watch before closing it.
+    std::shared_ptr<class FdWatch> watch(int fd);
 
     // Calls `fn` on the I/O thread at `when` (unless the server stopped).  Call it
     // on the I/O thread.

@@ -245,7 +245,7 @@ thread_local std::function<void()> t_after_response;
 
 // The HTTP server's I/O thread first tries a request itself: everything but a sync
 // invoke answers at once, and a sync invoke on a sandbox this router holds is sent
-// and its answer awaited on the same thread (HttpServer::when_readable), with no
+// and its answer awaited on the same thread (FdWatch::when_readable), with no
 // worker and no thread hand-over.  What would block (an assignd round trip, an
 // Event's fsync, a Log-Type Tail) is marked for a worker, which routes it again.
 thread_local bool t_on_io = false;
@@ -645,7 +645,7 @@ struct Router::FastInvoke {
     const Function* f = nullptr;
     std::string version, rid;
     Lease l;
-    UniqueFd fd;
+    VsockConn conn;
     AnswerParser parser;
     HttpResponder respond;
     Clock::time_point t0, t_acq, deadline;
@@ -691,21 +691,35 @@ bool Router::start_fast(std::shared_ptr<const Registry> reg, const Function& f, 
         return true;
     }
     Lease l{key, h->sandbox, h->vsock, h->lease, h->instance, h->drains, false};
-    if (launch_fast(std::move(reg), f, version, payload, std::move(*t_respond), l, Clock::now(), false)) return true;
-    leases_.put(key, std::move(*h));
+    switch (launch_fast(std::move(reg), f, version, payload, std::move(*t_respond), l, Clock::now(), false)) {
+    case Launch::kStarted: return true;
+    case Launch::kNoConnection: leases_.put(key, std::move(*h)); return false;
+    case Launch::kDead: return false;  // a worker acquires another sandbox
+    }
     return false;
 }
 
-bool Router::launch_fast(std::shared_ptr<const Registry> reg, const Function& f, const std::string& version,
-                         const std::string& payload, HttpResponder&& respond, Lease l, Clock::time_point t0,
-                         bool counted) {
-    UniqueFd fd = pool_.take(l.sandbox, l.vsock);
-    if (!fd || hung_up(fd.get())) {
-        // No idle connection, or the sandbox hung up: the worker path opens one, or
-        // notices the death and destroys the sandbox.
-        if (fd) pool_.put_back(l.sandbox, l.vsock, std::move(fd));
-        return false;
+Router::Launch Router::launch_fast(std::shared_ptr<const Registry> reg, const Function& f, const std::string& version,
+                                  const std::string& payload, HttpResponder&& respond, Lease l, Clock::time_point t0,
+                                  bool counted) {
+    VsockConn c = pool_.take(l.sandbox, l.vsock);
+    if (!c) return Launch::kNoConnection;  // the worker path opens one
+    auto deadline = Clock::now() + std::chrono::microseconds(static_cast<int64_t>(f.timeout_s * 1e6));
+    // Sent before the wait is queued, on this thread: the answer's readiness edge is
+    // collected by the next epoll_wait, after the wait is in place.
+    if (!send_invoke(c.fd.get(), payload, deadline)) {
+        // The sandbox hung up while idle (its fc-launch died): nothing was sent.
+        // Destroy it; the invoke goes to a worker, which gets another.
+        log_info("%s: connection closed while idle (%s): destroyed", l.sandbox.c_str(), std::strerror(errno));
+        c = {};
+        pool_.forget(l.sandbox, l.vsock);
+        submit([this, lease = l.lease, fn = f.name] {
+            release(lease, "destroy");
+            leases_.ended(fn);
+        });
+        return Launch::kDead;
     }
+    if (!c.watch) c.watch = server_->watch(c.fd.get());
     auto x = std::make_shared<FastInvoke>();
     x->r = this;
     x->reg = std::move(reg);
@@ -713,29 +727,25 @@ bool Router::launch_fast(std::shared_ptr<const Registry> reg, const Function& f,
     x->version = version;
     x->rid = request_id();
     x->l = std::move(l);
-    x->fd = std::move(fd);
+    x->conn = std::move(c);
     x->respond = std::move(respond);
     x->t0 = t0;
     x->t_acq = Clock::now();
-    x->deadline = x->t_acq + std::chrono::microseconds(static_cast<int64_t>(f.timeout_s * 1e6));
+    x->deadline = deadline;
     if (!counted) invokes_sync_++;
     io_inflight_[x->l.key]++;
     warm_++;
     held_hits_++;
-    if (!send_invoke(x->fd.get(), payload, x->deadline)) {
-        finish_fast(x, {GuestAnswer::kBroken, std::string("send: ") + std::strerror(errno)});
-        return true;
-    }
     await_fast(x);
-    return true;
+    return Launch::kStarted;
 }
 
 void Router::await_fast(const std::shared_ptr<FastInvoke>& x) {
-    server_->when_readable(x->fd.get(), x->deadline, [this, x](bool readable) {
+    static_cast<FdWatch*>(x->conn.watch.get())->when_readable(x->deadline, [this, x](bool readable) {
         if (!readable) return finish_fast(x, {GuestAnswer::kTimeout, "timeout"});
         char buf[65536];
         for (;;) {
-            ssize_t n = ::recv(x->fd.get(), buf, sizeof buf, MSG_DONTWAIT);
+            ssize_t n = ::recv(x->conn.fd.get(), buf, sizeof buf, MSG_DONTWAIT);
             if (n < 0 && errno == EINTR) continue;
             if (n < 0 && errno == EAGAIN) return await_fast(x);
             if (n <= 0)
@@ -749,7 +759,7 @@ void Router::await_fast(const std::shared_ptr<FastInvoke>& x) {
 
 void Router::finish_fast(const std::shared_ptr<FastInvoke>& x, GuestAnswer ans) {
     if (ans.kind == GuestAnswer::kOk || ans.kind == GuestAnswer::kErr)
-        pool_.put_back(x->l.sandbox, x->l.vsock, std::move(x->fd));
+        pool_.put_back(x->l.sandbox, x->l.vsock, std::move(x->conn));
     x->finished = true;
     const std::string& key = x->l.key;
     io_inflight_[key]--;
@@ -777,10 +787,13 @@ void Router::finish_fast(const std::shared_ptr<FastInvoke>& x, GuestAnswer ans) 
     if (kept) {
         queue.pop_front();
         next->done = true;
-        if (!launch_fast(next->reg, *next->f, next->version, next->payload, std::move(next->respond), x->l,
-                         next->arrived, true)) {
-            // No usable connection: the lease goes back, the request to a worker.
-            if (!leases_.put(key, HeldLease{x->f->name, x->l.sandbox, x->l.vsock, x->l.lease, x->l.instance,
+        Launch launched = launch_fast(next->reg, *next->f, next->version, next->payload, std::move(next->respond),
+                                      x->l, next->arrived, true);
+        if (launched != Launch::kStarted) {
+            // No usable connection: the lease goes back (unless the sandbox is dead),
+            // the request to a worker.
+            if (launched == Launch::kNoConnection &&
+                !leases_.put(key, HeldLease{x->f->name, x->l.sandbox, x->l.vsock, x->l.lease, x->l.instance,
                                             x->l.drains, Clock::now()}))
                 submit([this, l = x->l, fn = x->f->name] {
                     release(l.lease, "ok");

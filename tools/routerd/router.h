@@ -39,7 +39,7 @@ public:
     ~Router();
     // Re-reads the functions and credentials files; keeps the old ones on error.
     void reload();
-    // Lets handle() run warm invokes on the server's I/O thread (when_readable).
+    // Lets handle() run warm invokes on the server's I/O thread (HttpServer::watch).
     // Before server->start(); the server must outlive the router's use of it.
     void attach(HttpServer* server) { server_ = server; }
     void handle(const HttpRequest& req, HttpResponder respond);
@@ -70,11 +70,13 @@ private:
     // to a worker.
     bool start_fast(std::shared_ptr<const Registry> reg, const Function& f, const std::string& version,
                     const std::string& payload);
-    // Sends the invoke on lease `l` (an idle pooled connection needed: else false,
-    // and nothing is taken).  `counted`: a queued invoke, counted when it came.
-    bool launch_fast(std::shared_ptr<const Registry> reg, const Function& f, const std::string& version,
-                     const std::string& payload, HttpResponder&& respond, Lease l,
-                     std::chrono::steady_clock::time_point t0, bool counted);
+    // Sends the invoke on lease `l`.  kNoConnection: no idle pooled connection,
+    // nothing taken.  kDead: the sandbox hung up; its lease is given back to be
+    // destroyed.  `counted`: a queued invoke, counted when it came.
+    enum class Launch { kStarted, kNoConnection, kDead };
+    Launch launch_fast(std::shared_ptr<const Registry> reg, const Function& f, const std::string& version,
+                       const std::string& payload, HttpResponder&& respond, Lease l,
+                       std::chrono::steady_clock::time_point t0, bool counted);
     void await_fast(const std::shared_ptr<FastInvoke>& x);
     // A sync invoke waiting on the I/O thread for a lease of its key to come back
     // from an invoke running there.

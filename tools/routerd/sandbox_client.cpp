@@ -181,19 +181,19 @@ bool send_invoke(int fd, const std::string& payload, Clock::time_point deadline)
     return send_all(fd, "INVOKE " + std::to_string(payload.size()) + "\n" + payload, deadline);
 }
 
-UniqueFd VsockPool::take(const std::string& sandbox, const std::string& vsock) {
+VsockConn VsockPool::take(const std::string& sandbox, const std::string& vsock) {
     std::lock_guard lk(mu_);
     auto it = idle_.find(sandbox + "\n" + vsock);
     if (it == idle_.end() || it->second.empty()) return {};
-    UniqueFd fd = std::move(it->second.back());
+    VsockConn c = std::move(it->second.back());
     it->second.pop_back();
-    return fd;
+    return c;
 }
 
-void VsockPool::put_back(const std::string& sandbox, const std::string& vsock, UniqueFd fd) {
+void VsockPool::put_back(const std::string& sandbox, const std::string& vsock, VsockConn conn) {
     std::lock_guard lk(mu_);
     auto& v = idle_[sandbox + "\n" + vsock];
-    if (v.size() < per_sandbox_) v.push_back(std::move(fd));
+    if (v.size() < per_sandbox_) v.push_back(std::move(conn));
 }
 
 HttpResult AssignClient::request(const std::string& method, const std::string& path, const std::string& body,
@@ -243,17 +243,17 @@ HttpResult AssignClient::get(const std::string& path) const {
 GuestAnswer VsockPool::invoke(const std::string& sandbox, const std::string& vsock, const std::string& payload,
                               Clock::time_point deadline, bool* reused) {
     for (int attempt = 0; attempt < 2; ++attempt) {
-        UniqueFd fd = attempt == 0 ? take(sandbox, vsock) : UniqueFd{};
-        bool pooled = static_cast<bool>(fd);
-        if (!fd) {
+        VsockConn c = attempt == 0 ? take(sandbox, vsock) : VsockConn{};
+        bool pooled = static_cast<bool>(c);
+        if (!c) {
             std::string why;
-            fd = open_conn(vsock, deadline, why);
-            if (!fd) return {Clock::now() >= deadline ? GuestAnswer::kTimeout : GuestAnswer::kBroken, why};
+            c.fd = open_conn(vsock, deadline, why);
+            if (!c) return {Clock::now() >= deadline ? GuestAnswer::kTimeout : GuestAnswer::kBroken, why};
         }
         if (reused) *reused = pooled;
-        Exchange ex = exchange(fd.get(), payload, deadline);
+        Exchange ex = exchange(c.fd.get(), payload, deadline);
         if (ex.answer.kind == GuestAnswer::kOk || ex.answer.kind == GuestAnswer::kErr) {
-            put_back(sandbox, vsock, std::move(fd));
+            put_back(sandbox, vsock, std::move(c));
             return ex.answer;
         }
         if (!(pooled && ex.nothing_received)) return ex.answer;
@@ -266,8 +266,8 @@ bool VsockPool::alive(const std::string& sandbox, const std::string& vsock) {
     std::lock_guard lk(mu_);
     auto it = idle_.find(sandbox + "\n" + vsock);
     if (it == idle_.end()) return true;
-    for (const UniqueFd& fd : it->second)
-        if (hung_up(fd.get())) return false;
+    for (const VsockConn& c : it->second)
+        if (hung_up(c.fd.get())) return false;
     return true;
 }
 

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -66,6 +67,14 @@ bool hung_up(int fd);
 // Sends "INVOKE <n>\n" + payload without blocking past `deadline`.
 bool send_invoke(int fd, const std::string& payload, std::chrono::steady_clock::time_point deadline);
 
+// An open connection to a sandbox.  `watch`: its registration with routerd's HTTP
+// I/O thread, made on first use there and kept with it (destroyed before the fd).
+struct VsockConn {
+    UniqueFd fd;
+    std::shared_ptr<void> watch;
+    explicit operator bool() const { return static_cast<bool>(fd); }
+};
+
 // Open connections to sandboxes, keyed by sandbox id + vsock path.
 class VsockPool {
 public:
@@ -77,8 +86,8 @@ public:
                        std::chrono::steady_clock::time_point deadline, bool* reused = nullptr);
     // A pooled connection to the sandbox, if one is idle (else an empty fd).  Give it
     // back with put_back() after a complete answer, or just close it.
-    UniqueFd take(const std::string& sandbox, const std::string& vsock);
-    void put_back(const std::string& sandbox, const std::string& vsock, UniqueFd fd);
+    VsockConn take(const std::string& sandbox, const std::string& vsock);
+    void put_back(const std::string& sandbox, const std::string& vsock, VsockConn conn);
     // False when a pooled connection shows the sandbox hung up (its fc-launch died);
     // true when none does or none is pooled.
     bool alive(const std::string& sandbox, const std::string& vsock);
@@ -87,7 +96,7 @@ public:
 
 private:
     std::mutex mu_;
-    std::map<std::string, std::vector<UniqueFd>> idle_;
+    std::map<std::string, std::vector<VsockConn>> idle_;
     size_t per_sandbox_;
 };
 
