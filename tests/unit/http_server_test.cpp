@@ -13,6 +13,10 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <vector>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -624,4 +628,53 @@ TEST_CASE("HttpServer's sockets are close-on-exec") {
         CHECK((::fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0);
     }
     CHECK(sockets >= 2);  // the listener and the accepted connection
+}
+
+TEST_CASE("HttpServer::watch waits on another fd on the I/O thread, again and again, with a deadline") {
+    HttpServer server("127.0.0.1:0", echo);
+    server.start();
+    int sv[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    UniqueFd a(sv[0]), b(sv[1]);
+    std::shared_ptr<FdWatch> w = server.watch(a.get());
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<int> got;  // 1 readable, 0 deadline
+    auto on_io = [&](std::chrono::milliseconds wait) {
+        server.at(std::chrono::steady_clock::now(), [&, wait] {
+            w->when_readable(std::chrono::steady_clock::now() + wait, [&](bool readable) {
+                char c;
+                if (readable) CHECK(::recv(a.get(), &c, 1, MSG_DONTWAIT) == 1);
+                std::lock_guard lk(mu);
+                got.push_back(readable ? 1 : 0);
+                cv.notify_all();
+            });
+        });
+    };
+    auto wait_for = [&](size_t n) {
+        std::unique_lock lk(mu);
+        return cv.wait_for(lk, std::chrono::seconds(5), [&] { return got.size() >= n; });
+    };
+    // Readiness that comes after the wait is queued, three times on one registration.
+    for (int i = 0; i < 3; ++i) {
+        on_io(std::chrono::milliseconds(5000));
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        REQUIRE(::send(b.get(), "x", 1, 0) == 1);
+        REQUIRE(wait_for(static_cast<size_t>(i + 1)));
+        CHECK(got.back() == 1);
+    }
+    // Nothing to read: the deadline answers.
+    auto t0 = std::chrono::steady_clock::now();
+    on_io(std::chrono::milliseconds(50));
+    REQUIRE(wait_for(4));
+    CHECK(got.back() == 0);
+    CHECK(std::chrono::steady_clock::now() - t0 >= std::chrono::milliseconds(50));
+    // The watch destroyed while waiting: the callback is dropped, never called.
+    on_io(std::chrono::milliseconds(100));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    server.at(std::chrono::steady_clock::now(), [&] { w.reset(); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    std::lock_guard lk(mu);
+    CHECK(got.size() == 4);
+    server.stop();
 }
