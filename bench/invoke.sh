@@ -4,6 +4,7 @@
 # straight to the sandboxes.  Needs KVM.  Knobs: INVOKE_RUNS (2000 sequential invokes
 # each way), INVOKE_SECONDS (10 per throughput run), INVOKE_CONNS (64),
 # INVOKE_SANDBOXES (2), INVOKE_ROUTERD_ARGS (extra routerd flags, e.g. "--workers 8").
+# With wrk installed (install-deps does), the throughput is also measured with wrk.
 O=${1:-build}
 [ -c /dev/kvm ] || { echo "bench/invoke: skipped: no /dev/kvm"; exit 0; }
 exec "$O/bench/invoke-bench" "$O" "${INVOKE_RUNS:-2000}" "${INVOKE_SECONDS:-10}" "${INVOKE_CONNS:-64}" \

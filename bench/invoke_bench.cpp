@@ -271,6 +271,49 @@ LoadResult load(const std::vector<int>& fds, double secs, const std::function<st
 
 }  // namespace
 
+// The issue's own tool: wrk (if installed) replaying one SigV4-signed request on CONNS
+// keep-alive connections (routerd verifies the signature every time; a signature
+// stays valid for the 15 minutes of allowed skew).
+void wrk_run(const std::string& t, const std::string& addr, const Signer& sig,
+             const std::string& payload, const std::string& phash, double secs, int conns, double rate_d) {
+    std::string wrk = "/usr/bin/wrk";
+    if (::access(wrk.c_str(), X_OK) != 0) {
+        std::printf("  wrk: not installed (scripts/install-deps.sh installs it)\n");
+        return;
+    }
+    std::string req = sig.request(payload, phash);
+    auto header = [&](const std::string& name) {
+        size_t p = req.find("\r\n" + name + ": ");
+        return req.substr(p + name.size() + 4, req.find("\r\n", p + 2) - p - name.size() - 4);
+    };
+    std::string lua = "wrk.method = \"POST\"\nwrk.path = \"/2015-03-31/functions/" + sig.function +
+                      "/invocations\"\nwrk.body = [==[" + payload + "]==]\nwrk.headers[\"X-Amz-Date\"] = \"" +
+                      header("X-Amz-Date") + "\"\nwrk.headers[\"Authorization\"] = \"" + header("Authorization") +
+                      "\"\n";
+    std::ofstream(t + "/wrk.lua") << lua;
+    pid_t pid = spawn({wrk, "-t1", "-c" + std::to_string(conns), "-d" + std::to_string(static_cast<int>(secs)) + "s",
+                       "--latency", "-s", t + "/wrk.lua", "http://" + addr + "/"},
+                      t + "/wrk.out", t + "/wrk.err");
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    std::string out = slurp(t + "/wrk.out");
+    auto field = [&](const std::string& key) {
+        size_t p = out.find(key);
+        return p == std::string::npos ? std::string("?") : out.substr(p + key.size(), out.find('\n', p) - p - key.size());
+    };
+    auto trim = [](std::string v) {
+        v.erase(0, v.find_first_not_of(' '));
+        return v;
+    };
+    double rate = std::atof(field("Requests/sec:").c_str());
+    std::string non2xx = out.find("Non-2xx") == std::string::npos ? "0" : trim(field("Non-2xx or 3xx responses:"));
+    std::printf("  routerd via wrk (%2d)  %8.0f invokes/s   p50 %10s   p99 %10s   non-2xx: %s   (%.0f %% of direct)\n",
+                conns, rate, trim(field(" 50%")).c_str(), trim(field(" 99%")).c_str(), non2xx.c_str(),
+                rate_d > 0 ? 100 * rate / rate_d : 0.0);
+    std::printf("  (wrk -t1 -c%d --latency -s wrk.lua: one SigV4-signed request replayed)\n", conns);
+}
+
 int main(int argc, char** argv) {
     if (argc < 2) die("usage: invoke-bench BUILD_DIR [LAT_RUNS] [SECONDS] [CONNS] [SANDBOXES]");
     std::string o = argv[1];
@@ -398,6 +441,7 @@ int main(int argc, char** argv) {
     std::printf("  routerd / direct      %7.0f %%   goal: >= 80 %% -> %s\n", 100 * rate_v / rate_d,
                 rate_v >= 0.8 * rate_d ? "met" : "NOT met");
     std::printf("  (client: this program, one epoll thread, each request SigV4-signed with lib/http/sigv4)\n");
+    wrk_run(t, addr, hel, payload, phash, secs, conns, rate_d);
     std::printf("\nreproduce: %s/bench/invoke-bench %s %d %.0f %d %d   (bench/invoke.sh; INVOKE_RUNS, INVOKE_SECONDS,\n"
                 "  INVOKE_CONNS, INVOKE_SANDBOXES)\n",
                 o.c_str(), o.c_str(), lat_runs, secs, conns, nsb);

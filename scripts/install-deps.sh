@@ -8,7 +8,7 @@ PKGS="build-essential pkg-config git ca-certificates
  libcli11-dev doctest-dev libssl-dev libcurl4-openssl-dev libzstd-dev zstd
  libseccomp-dev libfuse3-dev fuse3 nlohmann-json3-dev libboost-dev libmemcached-dev
  scdoc socat curl gnuplot-nox python3 procps
- memcached awscli python3-botocore python3-boto3
+ memcached awscli python3-botocore python3-boto3 wrk
  linux-source-6.1 bc flex bison libelf-dev cpio xz-utils"
 
 missing=""
