@@ -1,20 +1,14 @@
 #include "router.h"
 
-#include <fcntl.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cinttypes>
 #include <cstdio>
 #include <ctime>
 #include <nlohmann/json.hpp>
-#include <random>
 
 #include "assign/assign_api.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "lambda_api.h"
 
 namespace kindling::routerd {
 
@@ -25,108 +19,8 @@ namespace {
 
 constexpr size_t kSyncPayloadLimit = 6 * 1024 * 1024;  // 6291456, Lambda's
 constexpr size_t kEventPayloadLimit = 256 * 1024;
-constexpr size_t kLogTail = 4096;
-constexpr size_t kFastPayloadMax = 64 * 1024;  // larger payloads go to a worker (a send could block)
 constexpr double kBucketBounds[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05,
                                     0.1,    0.2,   0.5,   1,     2,    5,    10};
-
-std::string request_id() {
-    thread_local std::mt19937_64 rng{std::random_device{}()};
-    uint64_t a = rng(), b = rng();
-    char buf[40];
-    std::snprintf(buf, sizeof buf, "%08x-%04x-4%03x-%04x-%012" PRIx64, static_cast<unsigned>(a >> 32),
-                  static_cast<unsigned>(a >> 16) & 0xffff, static_cast<unsigned>(a) & 0xfff,
-                  (static_cast<unsigned>(b >> 48) & 0x3fff) | 0x8000, static_cast<uint64_t>(b & 0xffffffffffffULL));
-    return buf;
-}
-
-std::string arn(const std::string& region, const std::string& tenant, const std::string& name,
-                const std::string& qualifier = "") {
-    return "arn:aws:lambda:" + region + ":" + tenant + ":function:" + name + (qualifier.empty() ? "" : ":" + qualifier);
-}
-
-// Names, qualifiers, headers and guest error text may be any bytes: invalid UTF-8 is
-// replaced (U+FFFD) rather than thrown on by nlohmann's dump().
-std::string to_text(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
-
-HttpResponse lambda_error(int status, const std::string& code, const std::string& message,
-                          const std::string& reason = "") {
-    // Lambda's error shapes carry Type: User for the caller's errors, Service for ours.
-    json body = {{"Type", status >= 500 ? "Service" : "User"}, {"message", message}};
-    if (!reason.empty()) body["Reason"] = reason;
-    HttpResponse r = HttpResponse::json(status, to_text(body));
-    r.headers.set("X-Amzn-ErrorType", code);
-    return r;
-}
-
-std::string query_param(std::string_view query, std::string_view name) {
-    size_t pos = 0;
-    while (pos <= query.size()) {
-        size_t amp = query.find('&', pos);
-        std::string_view kv = query.substr(pos, amp == std::string_view::npos ? std::string_view::npos : amp - pos);
-        size_t eq = kv.find('=');
-        if (percent_decode(kv.substr(0, eq)) == name)
-            return eq == std::string_view::npos ? "" : percent_decode(kv.substr(eq + 1));
-        if (amp == std::string_view::npos) break;
-        pos = amp + 1;
-    }
-    return "";
-}
-
-std::string console_tail(const std::string& vsock) {
-    std::vector<std::string> candidates;
-    if (vsock.size() > 5 && vsock.compare(vsock.size() - 5, 5, ".sock") == 0)
-    {
-        candidates.push_back(vsock.substr(0, vsock.size() - 5) + ".console");
-        candidates.push_back(vsock.substr(0, vsock.size() - 5) + ".log");  // assignd's run dir
-    }
-    candidates.push_back(vsock + ".console");
-    for (const auto& p : candidates) {
-        int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0) continue;
-        struct stat st {};
-        std::string out;
-        if (::fstat(fd, &st) == 0) {
-            off_t start = st.st_size > static_cast<off_t>(kLogTail) ? st.st_size - kLogTail : 0;
-            out.resize(static_cast<size_t>(st.st_size - start));
-            ssize_t n = ::pread(fd, out.data(), out.size(), start);
-            out.resize(n > 0 ? static_cast<size_t>(n) : 0);
-        }
-        ::close(fd);
-        return out;
-    }
-    return "";
-}
-
-std::string base64(const std::string& in) {
-    static const char* k = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string out;
-    size_t i = 0;
-    for (; i + 2 < in.size(); i += 3) {
-        uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
-        out += {k[v >> 18], k[(v >> 12) & 63], k[(v >> 6) & 63], k[v & 63]};
-    }
-    if (i + 1 == in.size()) {
-        uint32_t v = uint8_t(in[i]) << 16;
-        out += {k[v >> 18], k[(v >> 12) & 63], '=', '='};
-    } else if (i + 2 == in.size()) {
-        uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
-        out += {k[v >> 18], k[(v >> 12) & 63], k[(v >> 6) & 63], '='};
-    }
-    return out;
-}
-
-std::string iso_now_ms() {
-    auto now = std::chrono::system_clock::now();
-    std::time_t t = std::chrono::system_clock::to_time_t(now);
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-    struct tm tm {};
-    gmtime_r(&t, &tm);
-    char buf[48];
-    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
-    return buf;
-}
 
 json function_config(const Function& f, const std::string& region, const std::string& version) {
     return {{"FunctionName", f.name},
@@ -147,13 +41,6 @@ json function_config(const Function& f, const std::string& region, const std::st
 
 }  // namespace
 
-struct Router::InvokeResult {
-    enum Kind { kOk, kFunctionError, kThrottled, kServiceError } kind = kServiceError;
-    std::string body;        // payload, or error JSON for a function error
-    std::string message;     // throttle / service error message
-    std::string log;
-    bool cold = false;
-};
 
 Router::Router(RouterOptions opts)
     : opts_(std::move(opts)),
@@ -422,7 +309,7 @@ HttpResponse Router::invoke(const HttpRequest& req, const SigV4Identity& who, co
     }
     auto lt = req.headers.get("X-Amz-Log-Type");
     bool tail = lt && *lt == "Tail";
-    if (t_on_io) return !tail && start_fast(reg, *f, version, req.body) ? kDeferred : kNeedsWorker;
+    if (t_on_io) return !tail && t_respond && start_fast(reg, *f, version, req.body, *t_respond) ? kDeferred : kNeedsWorker;
     invokes_sync_++;
     return to_response(run(*f, version, req.body, tail), version, tail);
 }
@@ -634,197 +521,6 @@ Router::InvokeResult Router::settle(const Function& f, const std::string& versio
     log_verbose("invoke %s:%s sandbox %s %s%s: %s in %.3f ms", f.name.c_str(), version.c_str(), sandbox.c_str(),
                 cold ? "cold" : "warm", reused ? " (pooled conn)" : "", outcome.c_str(), secs * 1e3);
     return res;
-}
-
-// A sync invoke running on the I/O thread: the lease, the pooled connection, and the
-// client's responder.  Dropped unfinished (the server stopped), it destroys the
-// sandbox: its state mid-invoke is unknown.
-struct Router::FastInvoke {
-    Router* r = nullptr;
-    std::shared_ptr<const Registry> reg;  // keeps `f` alive
-    const Function* f = nullptr;
-    std::string version, rid;
-    Lease l;
-    VsockConn conn;
-    AnswerParser parser;
-    HttpResponder respond;
-    Clock::time_point t0, t_acq, deadline;
-    bool finished = false;
-
-    ~FastInvoke() {
-        if (finished) return;
-        try {
-            r->release(l.lease, "destroy");
-        } catch (...) {
-        }
-        r->leases_.ended(f->name);
-    }
-};
-
-bool Router::start_fast(std::shared_ptr<const Registry> reg, const Function& f, const std::string& version,
-                        const std::string& payload) {
-    if (!t_respond || payload.size() > kFastPayloadMax) return false;
-    std::string key = f.name + '\0' + version;
-    std::optional<HeldLease> h = leases_.take_held(key);
-    if (!h) {
-        // Every lease the function may have is out and some are running here: wait
-        // here for one of them (served in finish_fast) rather than on a worker.
-        if (io_inflight_[key] == 0 || leases_.out(f.name) < f.concurrency) return false;
-        auto q = std::make_shared<Queued>();
-        q->reg = std::move(reg);
-        q->f = &f;
-        q->version = version;
-        q->payload = payload;
-        q->respond = std::move(*t_respond);
-        q->arrived = Clock::now();
-        invokes_sync_++;
-        io_queue_[key].push_back(q);
-        server_->at(q->arrived + std::chrono::milliseconds(opts_.acquire_wait_ms), [this, q, key] {
-            if (q->done) return;
-            q->done = true;
-            std::erase(io_queue_[key], q);
-            throttles_++;
-            HttpResponse r = to_response(throttled(*q->f), q->version, false);
-            r.headers.set("x-amzn-RequestId", request_id());
-            q->respond(std::move(r));
-        });
-        return true;
-    }
-    Lease l{key, h->sandbox, h->vsock, h->lease, h->instance, h->drains, false};
-    switch (launch_fast(std::move(reg), f, version, payload, std::move(*t_respond), l, Clock::now(), false)) {
-    case Launch::kStarted: return true;
-    case Launch::kNoConnection: leases_.put(key, std::move(*h)); return false;
-    case Launch::kDead: return false;  // a worker acquires another sandbox
-    }
-    return false;
-}
-
-Router::Launch Router::launch_fast(std::shared_ptr<const Registry> reg, const Function& f, const std::string& version,
-                                  const std::string& payload, HttpResponder&& respond, Lease l, Clock::time_point t0,
-                                  bool counted) {
-    VsockConn c = pool_.take(l.sandbox, l.vsock);
-    if (!c) return Launch::kNoConnection;  // the worker path opens one
-    auto deadline = Clock::now() + std::chrono::microseconds(static_cast<int64_t>(f.timeout_s * 1e6));
-    // Sent before the wait is queued, on this thread: the answer's readiness edge is
-    // collected by the next epoll_wait, after the wait is in place.
-    if (!send_invoke(c.fd.get(), payload, deadline)) {
-        // The sandbox hung up while idle (its fc-launch died): nothing was sent.
-        // Destroy it; the invoke goes to a worker, which gets another.
-        log_info("%s: connection closed while idle (%s): destroyed", l.sandbox.c_str(), std::strerror(errno));
-        c = {};
-        pool_.forget(l.sandbox, l.vsock);
-        submit([this, lease = l.lease, fn = f.name] {
-            release(lease, "destroy");
-            leases_.ended(fn);
-        });
-        return Launch::kDead;
-    }
-    if (!c.watch) c.watch = server_->watch(c.fd.get());
-    auto x = std::make_shared<FastInvoke>();
-    x->r = this;
-    x->reg = std::move(reg);
-    x->f = &f;
-    x->version = version;
-    x->rid = request_id();
-    x->l = std::move(l);
-    x->conn = std::move(c);
-    x->respond = std::move(respond);
-    x->t0 = t0;
-    x->t_acq = Clock::now();
-    x->deadline = deadline;
-    if (!counted) invokes_sync_++;
-    io_inflight_[x->l.key]++;
-    warm_++;
-    held_hits_++;
-    await_fast(x);
-    return Launch::kStarted;
-}
-
-void Router::await_fast(const std::shared_ptr<FastInvoke>& x) {
-    static_cast<FdWatch*>(x->conn.watch.get())->when_readable(x->deadline, [this, x](bool readable) {
-        if (!readable) return finish_fast(x, {GuestAnswer::kTimeout, "timeout"});
-        char buf[65536];
-        for (;;) {
-            ssize_t n = ::recv(x->conn.fd.get(), buf, sizeof buf, MSG_DONTWAIT);
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0 && errno == EAGAIN) return await_fast(x);
-            if (n <= 0)
-                return finish_fast(x, {GuestAnswer::kBroken, x->parser.received_any() ? "connection closed mid-answer"
-                                                                                         : "connection closed by the sandbox"});
-            if (x->parser.feed(buf, static_cast<size_t>(n)) != AnswerParser::kMore)
-                return finish_fast(x, x->parser.answer());
-        }
-    });
-}
-
-void Router::finish_fast(const std::shared_ptr<FastInvoke>& x, GuestAnswer ans) {
-    if (ans.kind == GuestAnswer::kOk || ans.kind == GuestAnswer::kErr)
-        pool_.put_back(x->l.sandbox, x->l.vsock, std::move(x->conn));
-    x->finished = true;
-    const std::string& key = x->l.key;
-    io_inflight_[key]--;
-    // The next request queued here gets this sandbox at once, unless a worker has
-    // waited longer for one of the function's leases.
-    auto& queue = io_queue_[key];
-    std::shared_ptr<Queued> next;
-    if (!queue.empty()) {
-        auto older = leases_.oldest_wait(x->f->name);
-        if (!older || *older > queue.front()->arrived) next = queue.front();
-    }
-    bool kept = false;
-    HttpResponse r;
-    try {
-        r = to_response(settle(*x->f, x->version, x->l, std::move(ans), x->t0, x->t_acq, false, true, x->rid,
-                               next ? &kept : nullptr),
-                        x->version, false);
-    } catch (const std::exception& e) {
-        log_error("invoke %s: %s", x->f->name.c_str(), e.what());
-        service_errors_++;
-        r = lambda_error(500, "ServiceException", e.what());
-    }
-    r.headers.set("x-amzn-RequestId", x->rid);
-    x->respond(std::move(r));
-    if (kept) {
-        queue.pop_front();
-        next->done = true;
-        Launch launched = launch_fast(next->reg, *next->f, next->version, next->payload, std::move(next->respond),
-                                      x->l, next->arrived, true);
-        if (launched != Launch::kStarted) {
-            // No usable connection: the lease goes back (unless the sandbox is dead),
-            // the request to a worker.
-            if (launched == Launch::kNoConnection &&
-                !leases_.put(key, HeldLease{x->f->name, x->l.sandbox, x->l.vsock, x->l.lease, x->l.instance,
-                                            x->l.drains, Clock::now()}))
-                submit([this, l = x->l, fn = x->f->name] {
-                    release(l.lease, "ok");
-                    leases_.ended(fn);
-                });
-            to_worker(next);
-        }
-    }
-    // Nothing of this key runs here any more: what waits here would wait for nothing.
-    if (io_inflight_[key] == 0)
-        while (!queue.empty()) {
-            auto q = queue.front();
-            queue.pop_front();
-            q->done = true;
-            to_worker(q);
-        }
-}
-
-void Router::to_worker(const std::shared_ptr<Queued>& q) {
-    submit([this, q] {
-        HttpResponse r;
-        try {
-            r = to_response(run(*q->f, q->version, q->payload, false), q->version, false);
-        } catch (const std::exception& e) {
-            log_error("invoke %s: %s", q->f->name.c_str(), e.what());
-            service_errors_++;
-            r = lambda_error(500, "ServiceException", e.what());
-        }
-        r.headers.set("x-amzn-RequestId", request_id());
-        q->respond(std::move(r));
-    });
 }
 
 Router::InvokeResult Router::throttled(const Function& f) const {

@@ -47,7 +47,13 @@ public:
     void stop();
 
 private:
-    struct InvokeResult;
+    struct InvokeResult {
+        enum Kind { kOk, kFunctionError, kThrottled, kServiceError } kind = kServiceError;
+        std::string body;     // payload, or error JSON for a function error
+        std::string message;  // throttle / service error message
+        std::string log;
+        bool cold = false;
+    };
     struct FastInvoke;
     struct Lease {
         std::string key, sandbox, vsock, lease, instance;
@@ -65,11 +71,12 @@ private:
                         bool tail, bool reused, const std::string& rid, bool* kept);
     InvokeResult throttled(const Function& f) const;
     HttpResponse to_response(const InvokeResult& res, const std::string& version, bool tail) const;
-    // On the I/O thread: a sync invoke on a held lease with an idle pooled connection,
-    // sent now and answered from when_readable.  False: the caller hands the request
-    // to a worker.
+    // On the I/O thread (router_io.cpp): a sync invoke on a held lease with an idle
+    // pooled connection, sent now and answered from FdWatch::when_readable, or queued
+    // behind one at the concurrency limit; takes `respond`.  False: the caller hands
+    // the request to a worker.
     bool start_fast(std::shared_ptr<const Registry> reg, const Function& f, const std::string& version,
-                    const std::string& payload);
+                    const std::string& payload, HttpResponder& respond);
     // Sends the invoke on lease `l`.  kNoConnection: no idle pooled connection,
     // nothing taken.  kDead: the sandbox hung up; its lease is given back to be
     // destroyed.  `counted`: a queued invoke, counted when it came.
