@@ -7,8 +7,6 @@
 # succeed, served warm by the rebuilt sandboxes; SIGTERM stops them all.
 . "$(dirname "$0")/../lib.sh"
 need_kvm
-python3 -c 'import botocore' 2>/dev/null || skip "python3 with botocore is needed to sign requests"
-[ -x "$BIN/routerd" ] || skip "routerd not built"
 [ -x "$BIN/assignd" ] || skip "assignd not built"
 [ "${ROUTERD_FAKE_ASSIGND:-0}" != 1 ] || skip "needs the real assignd (its journal)"
 

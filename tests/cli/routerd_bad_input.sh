@@ -5,8 +5,6 @@
 # UTF-8 in a qualifier or header is a 4xx, not a 500; no sandbox is leaked.
 . "$(dirname "$0")/../lib.sh"
 need_kvm
-python3 -c 'import botocore' 2>/dev/null || skip "python3 with botocore is needed to sign requests"
-[ -x "$BIN/routerd" ] || skip "routerd not built"
 
 . "$ROOT/tests/cli/routerd.lib"
 

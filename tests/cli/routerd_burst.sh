@@ -6,8 +6,6 @@
 # function error) and at most 2 sandboxes.
 . "$(dirname "$0")/../lib.sh"
 need_kvm
-python3 -c 'import botocore' 2>/dev/null || skip "python3 with botocore is needed to sign requests"
-[ -x "$BIN/routerd" ] || skip "routerd not built"
 [ -x "$BIN/assignd" ] || skip "assignd not built"
 # The fake's socketserver listens with a backlog of 5: a burst of 8 gets refused connections.
 [ "${ROUTERD_FAKE_ASSIGND:-0}" != 1 ] || skip "needs the real assignd (the fake refuses bursts)"

@@ -6,7 +6,6 @@
 # invoke restores a new one.
 . "$(dirname "$0")/../lib.sh"
 need_kvm
-python3 -c 'import botocore' 2>/dev/null || skip "python3 with botocore is needed to sign requests"
 [ "${ROUTERD_FAKE_ASSIGND:-0}" != 1 ] || skip "needs the real assignd (drain, instance)"
 . "$ROOT/tests/cli/routerd.lib"
 "$BIN/snap-make" --nano "$GUEST/hello.elf" --mem 32 --out "$T/snap" >/dev/null || fail "snap-make"

@@ -4,8 +4,6 @@
 # /metrics; the sandbox goes back to idle and the next invoke is answered warm.
 . "$(dirname "$0")/../lib.sh"
 need_kvm
-python3 -c 'import botocore' 2>/dev/null || skip "python3 with botocore is needed to sign requests"
-[ -x "$BIN/routerd" ] || skip "routerd not built"
 
 . "$ROOT/tests/cli/routerd.lib"
 

@@ -6,7 +6,6 @@
 # init-heavy's "chase" makes each invoke slow.
 . "$(dirname "$0")/../lib.sh"
 need_kvm
-python3 -c 'import botocore' 2>/dev/null || skip "python3 with botocore is needed to sign requests"
 [ "${ROUTERD_FAKE_ASSIGND:-0}" != 1 ] || skip "needs the real assignd"
 . "$ROOT/tests/cli/routerd.lib"
 # chase 0 N follows the permutation N steps (at most 4194304 here): 1M steps ~0.1 s.

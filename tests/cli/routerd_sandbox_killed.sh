@@ -3,8 +3,6 @@
 # function error (Runtime.ExitError), the sandbox is not reused, later invokes succeed.
 . "$(dirname "$0")/../lib.sh"
 need_kvm
-python3 -c 'import botocore' 2>/dev/null || skip "python3 with botocore is needed to sign requests"
-[ -x "$BIN/routerd" ] || skip "routerd not built"
 
 . "$ROOT/tests/cli/routerd.lib"
 

@@ -4,8 +4,6 @@
 # (after --acquire-wait-ms) while the first one succeeds; afterwards invokes succeed.
 . "$(dirname "$0")/../lib.sh"
 need_kvm
-python3 -c 'import botocore' 2>/dev/null || skip "python3 with botocore is needed to sign requests"
-[ -x "$BIN/routerd" ] || skip "routerd not built"
 
 . "$ROOT/tests/cli/routerd.lib"
 

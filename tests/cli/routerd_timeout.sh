@@ -4,8 +4,6 @@
 # next invoke restores a new one.
 . "$(dirname "$0")/../lib.sh"
 need_kvm
-python3 -c 'import botocore' 2>/dev/null || skip "python3 with botocore is needed to sign requests"
-[ -x "$BIN/routerd" ] || skip "routerd not built"
 
 . "$ROOT/tests/cli/routerd.lib"
 
