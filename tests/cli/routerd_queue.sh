@@ -8,13 +8,14 @@
 need_kvm
 [ "${ROUTERD_FAKE_ASSIGND:-0}" != 1 ] || skip "needs the real assignd"
 . "$ROOT/tests/cli/routerd.lib"
-# chase 0 N follows the permutation N steps (at most 4194304 here): 1M steps ~0.1 s.
-"$BIN/snap-make" --nano "$GUEST/init-heavy.elf" --mem 48 --boot-args "table=16 rounds=1" --out "$T/heavy" \
+# chase 0 N follows the permutation N steps (at most 8388608 here), one cache miss
+# each in a 32 MiB table, even warm: 4M steps ~0.5 s here, 1M ~0.13 s.
+"$BIN/snap-make" --nano "$GUEST/init-heavy.elf" --mem 64 --boot-args "table=32 rounds=1" --out "$T/heavy" \
     >"$T/snap.log" 2>&1 || fail "snap-make init-heavy: $(cat "$T/snap.log")"
 cat >"$T/functions.json" <<EOC
-{"functions": [{"name": "slow", "tenant": "111111111111", "memory": 48, "timeout": 30, "concurrency": 1,
+{"functions": [{"name": "slow", "tenant": "111111111111", "memory": 64, "timeout": 30, "concurrency": 1,
                 "snapshot": {"dir": "$T/heavy"}},
-               {"name": "brief", "tenant": "111111111111", "memory": 48, "timeout": 0.2, "concurrency": 1,
+               {"name": "brief", "tenant": "111111111111", "memory": 64, "timeout": 0.2, "concurrency": 1,
                 "snapshot": {"dir": "$T/heavy"}}]}
 EOC
 start_assignd
