@@ -35,17 +35,6 @@ static uint32_t* table;
 static uint64_t entries, pages, table_mib, seed, touch, rounds, cluster;
 static uint64_t init_ns, warm_ns, warm_sum, warm_pages;
 
-static uint64_t splitmix64(uint64_t* s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* FNV-1a over 64-bit words: cheap, and any changed bit changes the result. */
-static uint64_t fnv_word(uint64_t h, uint64_t w) { return (h ^ w) * 0x100000001b3ull; }
-#define FNV_INIT 0xcbf29ce484222325ull
-
 /* Page p is in the P percent working set when the golden-ratio hash of its run of
  * `cluster=N` pages falls below P% of 2^32: a fixed set, spread evenly over the
  * table.  N = 1 (the default) scatters single pages, the worst case for loading
@@ -57,11 +46,11 @@ static int page_selected(uint64_t p, uint64_t percent) {
 }
 
 static uint64_t walk_sum(uint64_t percent, uint64_t* npages) {
-    uint64_t h = FNV_INIT, n = 0;
+    uint64_t h = NANO_FNV_INIT, n = 0;
     for (uint64_t p = 0; p < pages; ++p) {
         if (!page_selected(p, percent)) continue;
         const uint64_t* w = (const uint64_t*)(table + p * (PAGE / sizeof(uint32_t)));
-        for (unsigned i = 0; i < PAGE / sizeof(uint64_t); ++i) h = fnv_word(h, w[i]);
+        for (unsigned i = 0; i < PAGE / sizeof(uint64_t); ++i) h = nano_fnv_word(h, w[i]);
         ++n;
     }
     *npages = n;
@@ -92,7 +81,7 @@ int nano_init(void) {
         /* Sattolo's algorithm: swapping only with earlier entries yields a single
          * cycle, so a chase from any key visits the whole table before it returns. */
         for (uint64_t i = entries - 1; i > 0; --i) {
-            uint64_t j = (splitmix64(&s) >> 32) * i >> 32; /* uniform enough in [0, i) */
+            uint64_t j = (nano_splitmix64(&s) >> 32) * i >> 32; /* uniform enough in [0, i) */
             uint32_t t = table[i];
             table[i] = table[j];
             table[j] = t;
@@ -154,14 +143,14 @@ int handler(const uint8_t* req, size_t len, struct nano_response* out) {
     }
     if (word_is(w[0], wl[0], "get")) {
         if (n < 2) return nano_fail(out, "usage: get KEY...");
-        uint64_t h = FNV_INIT;
+        uint64_t h = NANO_FNV_INIT;
         if (nano_append_str(out, "{\"values\":[") != 0) return -1;
         for (int i = 1; i < n; ++i) {
             uint64_t k;
             if (!nano_parse_u64(w[i], wl[i], &k) || k >= entries)
                 return nano_fail(out, "key '%.*s' is not a number below %llu", (int)(wl[i] > 30 ? 30 : wl[i]), w[i],
                                  (unsigned long long)entries);
-            h = fnv_word(fnv_word(h, k), table[k]);
+            h = nano_fnv_word(nano_fnv_word(h, k), table[k]);
             if (nano_appendf(out, "%s%u", i > 1 ? "," : "", table[k]) != 0) return -1;
         }
         return nano_appendf(out, "],\"sum\":\"%016llx\"}", (unsigned long long)h);
@@ -172,10 +161,10 @@ int handler(const uint8_t* req, size_t len, struct nano_response* out) {
             steps > entries)
             return nano_fail(out, "usage: chase KEY STEPS (KEY below %llu, STEPS at most that)",
                              (unsigned long long)entries);
-        uint64_t h = FNV_INIT, x = k;
+        uint64_t h = NANO_FNV_INIT, x = k;
         for (uint64_t i = 0; i < steps; ++i) {
             x = table[x];
-            h = fnv_word(h, x);
+            h = nano_fnv_word(h, x);
         }
         return nano_appendf(out, "{\"start\":%llu,\"steps\":%llu,\"end\":%llu,\"sum\":\"%016llx\"}",
                             (unsigned long long)k, (unsigned long long)steps, (unsigned long long)x,

@@ -159,18 +159,8 @@ static int armed;
 static uint64_t outs, mismatches;
 static int first_bad = -1; /* register index: gprs, then xmm, mxcsr, fcw, st0 */
 
-static uint64_t splitmix64(uint64_t* s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static uint64_t fnv_word(uint64_t h, uint64_t w) { return (h ^ w) * 0x100000001b3ull; }
-#define FNV_INIT 0xcbf29ce484222325ull
-
 static uint64_t fnv_words(uint64_t h, const uint64_t* w, uint64_t n) {
-    for (uint64_t i = 0; i < n; ++i) h = fnv_word(h, w[i]);
+    for (uint64_t i = 0; i < n; ++i) h = nano_fnv_word(h, w[i]);
     return h;
 }
 
@@ -178,9 +168,9 @@ static uint64_t fnv_words(uint64_t h, const uint64_t* w, uint64_t n) {
 static void set_want(void) {
     uint64_t s = seed ^ (bumps * 0xd1342543de82ef95ull);
     struct regs* w = &held.want;
-    for (int i = 0; i < NGPR; ++i) w->gpr[i] = splitmix64(&s);
+    for (int i = 0; i < NGPR; ++i) w->gpr[i] = nano_splitmix64(&s);
     for (int i = 0; i < NXMM; ++i) {
-        uint64_t a = splitmix64(&s), b = splitmix64(&s);
+        uint64_t a = nano_splitmix64(&s), b = nano_splitmix64(&s);
         memcpy(w->xmm[i], &a, 8);
         memcpy(w->xmm[i] + 8, &b, 8);
     }
@@ -189,7 +179,7 @@ static void set_want(void) {
      * mode cycling (§8.1.5).  st(0): a double in [1, 2), which x87 holds exactly. */
     w->mxcsr = 0x9f80u | (uint32_t)((bumps + 1) & 3) << 13;
     w->fcw = (uint16_t)(0x037fu | (uint32_t)((bumps + 1) & 3) << 10);
-    w->st0 = (splitmix64(&s) & 0x000fffffffffffffull) | 0x3ff0000000000000ull;
+    w->st0 = (nano_splitmix64(&s) & 0x000fffffffffffffull) | 0x3ff0000000000000ull;
 }
 
 static int compare_held(void) {
@@ -221,18 +211,18 @@ void nano_blocking_out(uint16_t port, uint32_t value) {
 static void fill_page(uint64_t page, uint64_t salt) {
     uint64_t s = seed ^ (salt * 0xa0761d6478bd642full) ^ page;
     uint64_t* w = region + page * (PAGE / 8);
-    for (unsigned i = 0; i < PAGE / 8; ++i) w[i] = splitmix64(&s);
+    for (unsigned i = 0; i < PAGE / 8; ++i) w[i] = nano_splitmix64(&s);
 }
 
 static int add_block(uint64_t salt) {
     uint64_t s = seed ^ (salt * 0xe7037ed1a0b428dbull);
-    uint32_t len = 8 + (uint32_t)(splitmix64(&s) % 504); /* 64 B .. 4 KiB */
+    uint32_t len = 8 + (uint32_t)(nano_splitmix64(&s) % 504); /* 64 B .. 4 KiB */
     struct block* b = nano_malloc(sizeof *b + len * 8);
     if (!b) return -1;
     b->next = 0;
     b->len = len;
     b->tag = (uint32_t)salt;
-    for (uint32_t i = 0; i < len; ++i) b->data[i] = splitmix64(&s);
+    for (uint32_t i = 0; i < len; ++i) b->data[i] = nano_splitmix64(&s);
     if (blocks_tail) blocks_tail->next = b;
     else blocks = b;
     blocks_tail = b;
@@ -259,7 +249,7 @@ int nano_init(void) {
     for (uint64_t i = 0; i < 64; ++i)
         if (add_block(i) != 0) return 71;
     uint64_t s = seed ^ 0x62737321ull;
-    for (unsigned i = 0; i < PAGE / 8; ++i) bss_page[i] = splitmix64(&s);
+    for (unsigned i = 0; i < PAGE / 8; ++i) bss_page[i] = nano_splitmix64(&s);
     set_want();
     armed = 1; /* from the KN_PORT_READY on, every blocking OUT holds the values */
     return 0;
@@ -273,7 +263,7 @@ static void bump(void) {
         struct block* b = blocks;
         for (uint64_t i = bumps % nblocks; i > 0; --i) b = b->next;
         uint64_t s = seed ^ bumps;
-        for (uint32_t i = 0; i < b->len; ++i) b->data[i] = splitmix64(&s);
+        for (uint32_t i = 0; i < b->len; ++i) b->data[i] = nano_splitmix64(&s);
     }
     bss_page[bumps % (PAGE / 8)] ^= bumps * 0x9e3779b97f4a7c15ull;
     set_want();
@@ -300,23 +290,23 @@ static const char* reg_name(int i, char buf[8]) {
 }
 
 static int answer(struct nano_response* out) {
-    uint64_t region_sum = fnv_words(FNV_INIT, region, region_words);
-    uint64_t heap_sum = FNV_INIT;
+    uint64_t region_sum = fnv_words(NANO_FNV_INIT, region, region_words);
+    uint64_t heap_sum = NANO_FNV_INIT;
     for (const struct block* b = blocks; b; b = b->next)
-        heap_sum = fnv_words(fnv_word(fnv_word(heap_sum, b->len), b->tag), b->data, b->len);
-    uint64_t bss_sum = fnv_words(FNV_INIT, bss_page, PAGE / 8);
+        heap_sum = fnv_words(nano_fnv_word(nano_fnv_word(heap_sum, b->len), b->tag), b->data, b->len);
+    uint64_t bss_sum = fnv_words(NANO_FNV_INIT, bss_page, PAGE / 8);
     const struct regs* s = &held.seen;
-    uint64_t reg_sum = fnv_words(FNV_INIT, (const uint64_t*)s, sizeof *s / 8);
+    uint64_t reg_sum = fnv_words(NANO_FNV_INIT, (const uint64_t*)s, sizeof *s / 8);
 
-    uint64_t f = FNV_INIT;
-    f = fnv_word(f, region_sum);
-    f = fnv_word(f, heap_sum);
-    f = fnv_word(f, nblocks);
-    f = fnv_word(f, bss_sum);
-    f = fnv_word(f, bumps);
-    f = fnv_word(f, reg_sum);
-    f = fnv_word(f, mismatches);
-    f = fnv_word(f, clock_backwards);
+    uint64_t f = NANO_FNV_INIT;
+    f = nano_fnv_word(f, region_sum);
+    f = nano_fnv_word(f, heap_sum);
+    f = nano_fnv_word(f, nblocks);
+    f = nano_fnv_word(f, bss_sum);
+    f = nano_fnv_word(f, bumps);
+    f = nano_fnv_word(f, reg_sum);
+    f = nano_fnv_word(f, mismatches);
+    f = nano_fnv_word(f, clock_backwards);
 
     char nb[8];
     int rc = nano_appendf(out,

@@ -88,6 +88,18 @@ int nano_parse_u64(const char* s, size_t n, uint64_t* out);
  * -1 after printing "WHO: bad option key=value (want a number from MIN to MAX)". */
 int nano_option_num(const char* who, const char* key, uint64_t dflt, uint64_t min, uint64_t max, uint64_t* out);
 
+/* Deterministic helpers for functions whose answers must be the same on every run
+ * and every restore (unlike nano_random): SplitMix64, a seeded generator, and FNV-1a
+ * over 64-bit words, a cheap checksum in which any changed bit changes the result. */
+static inline uint64_t nano_splitmix64(uint64_t* state) {
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+#define NANO_FNV_INIT 0xcbf29ce484222325ull
+static inline uint64_t nano_fnv_word(uint64_t h, uint64_t w) { return (h ^ w) * 0x100000001b3ull; }
+
 /* From nano_init: report initialisation stage `stage` (2, 3, ... increasing) to the
  * VMM, so snap-make can cut a snapshot layer here: the runtime reports stage 1
  * (KN_READY_RUNTIME) before nano_init and 0 (serving) after it.  A stage out of
