@@ -130,11 +130,11 @@ namespace {
 thread_local bool t_defer_release = false;
 thread_local std::function<void()> t_after_response;
 
-// The HTTP server's I/O thread first tries a request itself: everything but a sync
-// invoke answers at once, and a sync invoke on a sandbox this router holds is sent
-// and its answer awaited on the same thread (FdWatch::when_readable), with no
-// worker and no thread hand-over.  What would block (an assignd round trip, an
-// Event's fsync, a Log-Type Tail) is marked for a worker, which routes it again.
+// The HTTP server's I/O thread first tries a request itself: everything but an invoke
+// answers at once, and a sync invoke on a sandbox this router holds is sent and its
+// answer awaited on the same thread (FdWatch::when_readable), with no worker and no
+// thread hand-over.  What would block (an assignd round trip, an Event's fsync, a
+// Log-Type Tail) goes to a worker with the function already resolved (on_worker).
 thread_local bool t_on_io = false;
 thread_local HttpResponder* t_respond = nullptr;  // the I/O thread's request, for start_fast
 constexpr int kStatusNeedsWorker = -1, kStatusDeferred = -2;
@@ -160,7 +160,11 @@ void Router::handle(const HttpRequest& req, HttpResponder respond) {
             return;
         }
     }
-    submit([this, req, respond = std::move(respond)] {
+    on_worker(req.method + " " + req.target, std::move(respond), [this, req] { return route(req); });
+}
+
+void Router::on_worker(std::string what, HttpResponder respond, std::function<HttpResponse()> make) {
+    submit([this, what = std::move(what), respond = std::move(respond), make = std::move(make)] {
         std::string rid = request_id();
         HttpResponse r;
         t_defer_release = true;
@@ -171,9 +175,9 @@ void Router::handle(const HttpRequest& req, HttpResponder respond) {
             }
         } after;
         try {
-            r = route(req);
+            r = make();
         } catch (const std::exception& e) {
-            log_error("%s %s: %s", req.method.c_str(), req.target.c_str(), e.what());
+            log_error("%s: %s", what.c_str(), e.what());
             service_errors_++;
             r = lambda_error(500, "ServiceException", e.what());
         }
@@ -297,21 +301,31 @@ HttpResponse Router::invoke(const HttpRequest& req, const SigV4Identity& who, co
         r.headers.set("X-Amz-Executed-Version", version);
         return r;
     }
-    if (type == "Event") {
-        if (t_on_io) return kNeedsWorker;  // the queue append fsyncs
-        invokes_event_++;
-        QueuedEvent e{request_id(), f->name, version, req.body};
-        queue_.append(e);  // fsync'ed before the 202
-        enqueue_event(e, 0, Clock::now());
-        HttpResponse r{202, {}, {}};
-        r.headers.set("x-amzn-RequestId", e.id);
-        return r;
-    }
+    std::function<HttpResponse()> work;
     auto lt = req.headers.get("X-Amz-Log-Type");
     bool tail = lt && *lt == "Tail";
-    if (t_on_io) return !tail && t_respond && start_fast(reg, *f, version, req.body, *t_respond) ? kDeferred : kNeedsWorker;
-    invokes_sync_++;
-    return to_response(run(*f, version, req.body, tail), version, tail);
+    if (type == "Event") {
+        work = [this, reg, f, version, body = req.body] {
+            invokes_event_++;
+            QueuedEvent e{request_id(), f->name, version, body};
+            queue_.append(e);  // fsync'ed before the 202
+            enqueue_event(e, 0, Clock::now());
+            HttpResponse r{202, {}, {}};
+            r.headers.set("x-amzn-RequestId", e.id);
+            return r;
+        };
+    } else {
+        if (t_on_io && !tail && start_fast(reg, *f, version, req.body, *t_respond)) return kDeferred;
+        work = [this, reg, f, version, body = req.body, tail] {
+            invokes_sync_++;
+            return to_response(run(*f, version, body, tail), version, tail);
+        };
+    }
+    if (!t_on_io) return work();
+    // On the I/O thread, what blocks (the Event's fsync, an acquire) goes to a worker,
+    // routed and authenticated once.
+    on_worker("invoke " + f->name, std::move(*t_respond), std::move(work));
+    return kDeferred;
 }
 
 HttpResponse Router::to_response(const InvokeResult& res, const std::string& version, bool tail) const {

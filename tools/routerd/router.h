@@ -98,6 +98,9 @@ private:
     void to_worker(const std::shared_ptr<Queued>& q);
     void finish_fast(const std::shared_ptr<FastInvoke>& x, GuestAnswer ans);
     void submit(std::function<void()> job);
+    // On a worker: answers `respond` with make(); an exception is a 500
+    // ServiceException logged with `what`; a release to assignd waits until after.
+    void on_worker(std::string what, HttpResponder respond, std::function<HttpResponse()> make);
     void worker_loop();
     void event_loop();
     void release(const std::string& lease, const std::string& outcome);

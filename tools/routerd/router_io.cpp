@@ -197,18 +197,8 @@ void Router::finish_fast(const std::shared_ptr<FastInvoke>& x, GuestAnswer ans) 
 }
 
 void Router::to_worker(const std::shared_ptr<Queued>& q) {
-    submit([this, q] {
-        HttpResponse r;
-        try {
-            r = to_response(run(*q->f, q->version, q->payload, false), q->version, false);
-        } catch (const std::exception& e) {
-            log_error("invoke %s: %s", q->f->name.c_str(), e.what());
-            service_errors_++;
-            r = lambda_error(500, "ServiceException", e.what());
-        }
-        r.headers.set("x-amzn-RequestId", request_id());
-        q->respond(std::move(r));
-    });
+    on_worker("invoke " + q->f->name, std::move(q->respond),
+              [this, q] { return to_response(run(*q->f, q->version, q->payload, false), q->version, false); });
 }
 
 }  // namespace kindling::routerd
