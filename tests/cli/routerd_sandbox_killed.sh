@@ -6,14 +6,7 @@ need_kvm
 
 . "$ROOT/tests/cli/routerd.lib"
 
-# init-heavy with a 64 MiB table: "chase 0 16777216" is 16M cache misses, seconds long.
-"$BIN/snap-make" --nano "$GUEST/init-heavy.elf" --mem 96 --boot-args table=64 --out "$T/snap" >"$T/snap.log" 2>&1 ||
-    fail "snap-make: $(cat "$T/snap.log")"
-SLOW="chase 0 16777216"
-cat >"$T/functions.json" <<EOC
-{"functions": [{"name": "heavy", "tenant": "111111111111", "memory": 96, "timeout": 60, "concurrency": 2,
-                "snapshot": {"dir": "$T/snap"}}]}
-EOC
+heavy_function 60 2
 start_assignd
 start_routerd
 out=$(invoke heavy info) || fail "first invoke: $out"
