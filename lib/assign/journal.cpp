@@ -10,9 +10,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/byte_order.h"
 #include "base/io.h"
 #include "base/log.h"
-#include "snapshot/crc32c.h"
+#include "hash/crc32c.h"
 
 namespace kindling {
 
@@ -23,22 +24,15 @@ constexpr char kHeader[8] = {'K', 'N', 'J', 'R', 'N', 'L', '1', '\n'};
 const SandboxEvent kEvents[] = {SandboxEvent::kCreated, SandboxEvent::kIdle, SandboxEvent::kBusy,
                                 SandboxEvent::kDead, SandboxEvent::kDestroyed};
 
-void put_u32(std::string& out, uint32_t v) {
-    for (int i = 0; i < 4; i++) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-
-uint32_t get_u32(const uint8_t* p) {
-    return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
-}
-
 uint32_t record_crc(uint32_t len, const void* payload) {
-    uint8_t l[4] = {uint8_t(len), uint8_t(len >> 8), uint8_t(len >> 16), uint8_t(len >> 24)};
+    uint8_t l[4];
+    store_le(l, len);
     return crc32c(crc32c(0, l, 4), payload, len);
 }
 
 void frame(std::string& out, const std::string& payload) {
-    put_u32(out, static_cast<uint32_t>(payload.size()));
-    put_u32(out, record_crc(static_cast<uint32_t>(payload.size()), payload.data()));
+    append_le(out, static_cast<uint32_t>(payload.size()));
+    append_le(out, record_crc(static_cast<uint32_t>(payload.size()), payload.data()));
     out += payload;
 }
 
@@ -121,9 +115,9 @@ FileJournal::FileJournal(const std::string& path) : path_(path) {
         // A frame is valid if it fits, its CRC matches and it decodes.
         auto valid_at = [&](uint64_t p, uint32_t* len_out) {
             if (size - p < 8) return false;
-            uint32_t len = get_u32(&data[p]);
+            uint32_t len = load_le<uint32_t>(&data[p]);
             if (len > kMaxRecord || len > size - p - 8) return false;
-            if (record_crc(len, &data[p + 8]) != get_u32(&data[p + 4])) return false;
+            if (record_crc(len, &data[p + 8]) != load_le<uint32_t>(&data[p + 4])) return false;
             try {
                 decode_record(std::string_view(reinterpret_cast<const char*>(&data[p + 8]), len));
             } catch (const DataError&) {
@@ -313,7 +307,7 @@ void FileJournal::replay(const std::function<void(const JournalRecord&)>& fn) {
     }
     uint64_t off = sizeof kHeader;
     while (off + 8 <= end) {
-        uint32_t len = get_u32(&data[off]);
+        uint32_t len = load_le<uint32_t>(&data[off]);
         if (off + 8 + len > end) break;
         fn(decode_record(std::string_view(reinterpret_cast<const char*>(&data[off + 8]), len)));
         off += 8 + len;

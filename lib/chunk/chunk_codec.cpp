@@ -4,6 +4,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "base/byte_order.h"
 #include "base/error.h"
 
 namespace kindling {
@@ -15,9 +16,8 @@ GcmNonce chunk_nonce(const ChunkEncoding& enc) {
     n[2] = 1;  // nonce layout version
     n[3] = enc.compressed ? 1 : 0;
     if (enc.compressed) {
-        for (int i = 0; i < 4; ++i) n[4 + i] = static_cast<uint8_t>(enc.zstd_version >> (8 * i));
-        uint32_t lvl = static_cast<uint32_t>(enc.zstd_level);
-        for (int i = 0; i < 4; ++i) n[8 + i] = static_cast<uint8_t>(lvl >> (8 * i));
+        store_le(&n[4], static_cast<uint32_t>(enc.zstd_version));
+        store_le(&n[8], static_cast<uint32_t>(enc.zstd_level));
     }
     return n;
 }

@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "chunk/crypto.h"
-#include "chunk/digest.h"
+#include "hash/digest.h"
 #include "chunk/layer_keys.h"
 
 namespace kindling {

@@ -11,7 +11,7 @@
 #include <span>
 #include <string_view>
 
-#include "chunk/digest.h"
+#include "hash/digest.h"
 
 namespace kindling {
 

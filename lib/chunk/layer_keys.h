@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "chunk/crypto.h"
-#include "chunk/digest.h"
+#include "hash/digest.h"
 
 namespace kindling {
 

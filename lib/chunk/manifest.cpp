@@ -4,6 +4,7 @@
 #include <cstring>
 #include <set>
 
+#include "base/byte_order.h"
 #include "base/error.h"
 
 namespace kindling {
@@ -20,27 +21,24 @@ const char kTampered[] = "wrong key or tampered manifest";
 class Writer {
 public:
     void u8(uint8_t v) { out_.push_back(v); }
-    void u16(uint16_t v) { le(v, 2); }
-    void u32(uint32_t v) { le(v, 4); }
-    void u64(uint64_t v) { le(v, 8); }
+    void u16(uint16_t v) { append_le(out_, v); }
+    void u32(uint32_t v) { append_le(out_, v); }
+    void u64(uint64_t v) { append_le(out_, v); }
     void bytes(std::span<const uint8_t> b) { out_.insert(out_.end(), b.begin(), b.end()); }
     void bytes(const void* p, size_t n) { bytes({static_cast<const uint8_t*>(p), n}); }
     std::vector<uint8_t>& out() { return out_; }
 
 private:
-    void le(uint64_t v, int n) {
-        for (int i = 0; i < n; ++i) out_.push_back(static_cast<uint8_t>(v >> (8 * i)));
-    }
     std::vector<uint8_t> out_;
 };
 
 class Reader {
 public:
     explicit Reader(std::span<const uint8_t> b) : b_(b) {}
-    uint8_t u8() { return static_cast<uint8_t>(le(1)); }
-    uint16_t u16() { return static_cast<uint16_t>(le(2)); }
-    uint32_t u32() { return static_cast<uint32_t>(le(4)); }
-    uint64_t u64() { return le(8); }
+    uint8_t u8() { return bytes(1)[0]; }
+    uint16_t u16() { return load_le<uint16_t>(bytes(2).data()); }
+    uint32_t u32() { return load_le<uint32_t>(bytes(4).data()); }
+    uint64_t u64() { return load_le<uint64_t>(bytes(8).data()); }
     std::span<const uint8_t> bytes(size_t n) {
         need(n);
         auto s = b_.subspan(pos_, n);
@@ -53,13 +51,6 @@ public:
 private:
     void need(size_t n) {
         if (n > left()) throw DataError("manifest: truncated");
-    }
-    uint64_t le(int n) {
-        need(static_cast<size_t>(n));
-        uint64_t v = 0;
-        for (int i = 0; i < n; ++i) v |= uint64_t{b_[pos_ + i]} << (8 * i);
-        pos_ += static_cast<size_t>(n);
-        return v;
     }
     std::span<const uint8_t> b_;
     size_t pos_ = 0;

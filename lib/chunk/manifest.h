@@ -27,7 +27,7 @@
 
 #include "chunk/chunk_codec.h"
 #include "chunk/crypto.h"
-#include "chunk/digest.h"
+#include "hash/digest.h"
 #include "chunk/layer_keys.h"
 
 namespace kindling {

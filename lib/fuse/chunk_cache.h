@@ -21,7 +21,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "chunk/digest.h"
+#include "hash/digest.h"
 #include "chunk/manifest.h"
 #include "store/store.h"
 

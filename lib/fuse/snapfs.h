@@ -29,7 +29,7 @@
 #include <utility>
 #include <vector>
 
-#include "chunk/digest.h"
+#include "hash/digest.h"
 #include "chunk/manifest.h"
 #include "fuse/chunk_cache.h"
 #include "store/store.h"

@@ -9,7 +9,7 @@
 #include <cstdlib>
 
 #include "base/error.h"
-#include "chunk/digest.h"
+#include "hash/digest.h"
 
 namespace kindling::sigv4 {
 

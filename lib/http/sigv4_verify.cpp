@@ -7,7 +7,7 @@
 
 #include "base/error.h"
 #include "base/io.h"
-#include "chunk/digest.h"
+#include "hash/digest.h"
 #include "http/sigv4.h"
 
 namespace kindling {

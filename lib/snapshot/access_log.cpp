@@ -5,7 +5,7 @@
 
 #include "base/error.h"
 #include "base/io.h"
-#include "snapshot/crc32c.h"
+#include "hash/crc32c.h"
 
 namespace kindling {
 

@@ -16,9 +16,10 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "base/byte_order.h"
 #include "base/error.h"
 #include "base/io.h"
-#include "snapshot/crc32c.h"
+#include "hash/crc32c.h"
 
 namespace kindling {
 
@@ -335,11 +336,7 @@ std::vector<uint64_t> read_bitmap(const std::string& dir, const LayerInfo& l) {
     if (crc != l.bitmap->crc32c)
         throw DataError(path + ": CRC32C mismatch (snapshot.json " + hex32(l.bitmap->crc32c) + ", file " + hex32(crc) + ")");
     std::vector<uint64_t> words(b.size() / 8);
-    for (size_t i = 0; i < words.size(); ++i) {
-        uint64_t w = 0;
-        for (int k = 0; k < 8; ++k) w |= static_cast<uint64_t>(b[i * 8 + k]) << (8 * k);
-        words[i] = w;
-    }
+    for (size_t i = 0; i < words.size(); ++i) words[i] = load_le<uint64_t>(&b[i * 8]);
     const uint64_t pages = l.page_count();
     if (pages % 64 && !words.empty() && (words.back() >> (pages % 64)))
         throw DataError(path + ": bits set beyond the machine's " + std::to_string(pages) + " pages");
@@ -347,9 +344,9 @@ std::vector<uint64_t> read_bitmap(const std::string& dir, const LayerInfo& l) {
 }
 
 std::string bitmap_bytes(std::span<const uint64_t> words) {
-    std::string out(words.size() * 8, '\0');
-    for (size_t i = 0; i < words.size(); ++i)
-        for (int k = 0; k < 8; ++k) out[i * 8 + k] = static_cast<char>(words[i] >> (8 * k));
+    std::string out;
+    out.reserve(words.size() * 8);
+    for (uint64_t w : words) append_le(out, w);
     return out;
 }
 

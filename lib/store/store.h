@@ -1,7 +1,7 @@
 // Content-addressed object stores (DESIGN.md "Stores and tiers").  Objects are named
 // by the SHA-256 of their bytes: chunks (ciphertext || tag) and manifests alike.
 // A store never needs keys; checking an object against its id is the caller's job
-// (object_matches() in chunk/digest.h), so a tier that returns bad bytes can be
+// (object_matches() in hash/digest.h), so a tier that returns bad bytes can be
 // skipped by whoever reads through it.
 #pragma once
 
@@ -13,7 +13,7 @@
 #include <utility>
 #include <vector>
 
-#include "chunk/digest.h"
+#include "hash/digest.h"
 
 namespace kindling {
 

@@ -5,7 +5,10 @@
 #include <cerrno>
 #include <cstdlib>
 #include <filesystem>
+#include <string>
+#include <vector>
 
+#include "base/byte_order.h"
 #include "base/error.h"
 #include "base/io.h"
 #include "devices/bus.h"
@@ -67,4 +70,21 @@ TEST_CASE("Bus dispatches by range and refuses overlaps") {
     CHECK(a->last == 4);
     CHECK_FALSE(bus.read(0x10e, b, 4));  // straddles the end
     CHECK_FALSE(bus.read(0x200, b, 1));
+}
+
+TEST_CASE("byte order: little-endian store, load and append") {
+    uint8_t b[8];
+    store_le(b, uint32_t{0x11223344});
+    CHECK(b[0] == 0x44);
+    CHECK(b[3] == 0x11);
+    CHECK(load_le<uint32_t>(b) == 0x11223344u);
+    store_le(b, uint64_t{0x8877665544332211});
+    CHECK(load_le<uint64_t>(b) == 0x8877665544332211ull);
+    CHECK(load_le<uint16_t>(b + 6) == 0x8877);
+    std::vector<uint8_t> v;
+    append_le(v, uint16_t{0xbeef});
+    std::string s;
+    append_le(s, uint32_t{0x01020304});
+    CHECK(v == std::vector<uint8_t>{0xef, 0xbe});
+    CHECK(s == std::string("\x04\x03\x02\x01", 4));
 }

@@ -11,7 +11,7 @@
 #include "base/error.h"
 #include "chunk/chunk_codec.h"
 #include "chunk/crypto.h"
-#include "chunk/digest.h"
+#include "hash/digest.h"
 #include "chunk/layer_keys.h"
 
 using namespace kindling;

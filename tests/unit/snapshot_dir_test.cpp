@@ -19,7 +19,7 @@
 
 #include "base/error.h"
 #include "base/io.h"
-#include "snapshot/crc32c.h"
+#include "hash/crc32c.h"
 #include "snapshot/snapshot_dir.h"
 
 using namespace kindling;

@@ -1,4 +1,4 @@
-#include "snapshot/crc32c.h"
+#include "hash/crc32c.h"
 
 #include <nmmintrin.h>
 

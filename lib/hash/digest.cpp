@@ -1,4 +1,4 @@
-#include "chunk/digest.h"
+#include "hash/digest.h"
 
 #include <openssl/evp.h>
 
