@@ -7,7 +7,6 @@
 #include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -36,6 +35,8 @@
 #include "base/event_loop.h"
 #include "base/io.h"
 #include "base/log.h"
+#include "base/metrics.h"
+#include "base/unix_socket.h"
 #include "http/http_server.h"
 
 extern char** environ;
@@ -48,8 +49,6 @@ namespace {
 
 constexpr size_t kKeepDead = 64;
 constexpr uint64_t kCompactMinBytes = 1 << 20;  // dead sandboxes kept for /v1/sandboxes
-constexpr double kRestoreBuckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                      0.1,   0.25,   0.5,   1,    2.5,   5, 10};
 
 HttpResponse error_json(int status, const std::string& error, const std::string& message) {
     return HttpResponse::json(status, json{{"error", error}, {"message", message}}.dump());
@@ -70,13 +69,8 @@ int pidfd_open(pid_t pid, unsigned flags) { return static_cast<int>(::syscall(SY
 #endif
 
 bool socket_accepts(const std::string& path) {
-    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!fd) return false;
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    if (path.size() >= sizeof a.sun_path) return false;
-    std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
-    return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    int err = 0;
+    return try_connect_unix(path, &err).valid();
 }
 
 // The --vsock path of process `pid` if it is an fc-launch, else "".  (After a restart
@@ -141,8 +135,7 @@ struct AssignService::Impl {
     // Metrics (under mu).
     uint64_t acquires_warm = 0, acquires_cold = 0, throttles = 0, restores = 0,
              restore_failures = 0, deaths = 0, reaped = 0;
-    uint64_t restore_hist[std::size(kRestoreBuckets) + 1] = {};
-    double restore_sum = 0;
+    Histogram restore_seconds{{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}};
 
     EventLoop loop;
     std::mutex pidfd_mu;
@@ -557,10 +550,7 @@ struct AssignService::Impl {
                 table.to_busy(*s);
                 acquires_cold++;
                 restores++;
-                size_t b = 0;
-                while (b < std::size(kRestoreBuckets) && restore_ms / 1000 > kRestoreBuckets[b]) b++;
-                restore_hist[b]++;
-                restore_sum += restore_ms / 1000;
+                restore_seconds.record(restore_ms / 1000);
                 log_verbose("%s: restored %s/%s in %.1f ms", s->id.c_str(), w.function.c_str(),
                             w.version.c_str(), restore_ms);
                 out.emplace_back(std::move(w.respond), acquired(*s, true, restore_ms));
@@ -747,51 +737,28 @@ struct AssignService::Impl {
     }
 
     HttpResponse metrics() {
-        std::string m;
-        auto line = [&](const std::string& s) { m += s + "\n"; };
-        // One unlabelled sample with its HELP and TYPE lines.
-        auto metric = [&](const char* name, const char* type, const char* help, uint64_t value) {
-            line(std::string("# HELP ") + name + " " + help);
-            line(std::string("# TYPE ") + name + " " + type);
-            line(std::string(name) + " " + std::to_string(value));
-        };
         JournalStats js = journal->stats();
+        MetricsText m;
         std::lock_guard lk(mu);
-        line("# HELP kindling_assign_sandboxes Sandboxes on this host by state.");
-        line("# TYPE kindling_assign_sandboxes gauge");
+        m.family("kindling_assign_sandboxes", "gauge", "Sandboxes on this host by state.");
         for (SandboxState st : {SandboxState::kCreating, SandboxState::kIdle, SandboxState::kBusy, SandboxState::kDead})
-            line(std::string("kindling_assign_sandboxes{state=\"") + sandbox_state_name(st) + "\"} " +
-                 std::to_string(table.count(st)));
-        line("# HELP kindling_assign_acquires_total Acquires served, warm (an idle sandbox) or cold (restored).");
-        line("# TYPE kindling_assign_acquires_total counter");
-        line("kindling_assign_acquires_total{kind=\"warm\"} " + std::to_string(acquires_warm));
-        line("kindling_assign_acquires_total{kind=\"cold\"} " + std::to_string(acquires_cold));
-        metric("kindling_assign_throttles_total", "counter", "Acquires answered 429.", throttles);
-        metric("kindling_assign_restores_total", "counter", "Sandboxes restored.", restores);
-        metric("kindling_assign_restore_failures_total", "counter", "Placements that failed.", restore_failures);
-        line("# HELP kindling_assign_restore_seconds Spawn of fc-launch until its vsock socket accepts.");
-        line("# TYPE kindling_assign_restore_seconds histogram");
-        uint64_t cum = 0;
-        for (size_t b = 0; b < std::size(kRestoreBuckets); b++) {
-            cum += restore_hist[b];
-            char le[32];
-            std::snprintf(le, sizeof le, "%g", kRestoreBuckets[b]);
-            line(std::string("kindling_assign_restore_seconds_bucket{le=\"") + le + "\"} " + std::to_string(cum));
-        }
-        cum += restore_hist[std::size(kRestoreBuckets)];
-        line("kindling_assign_restore_seconds_bucket{le=\"+Inf\"} " + std::to_string(cum));
-        char sum[64];
-        std::snprintf(sum, sizeof sum, "%.6f", restore_sum);
-        line(std::string("kindling_assign_restore_seconds_sum ") + sum);
-        line("kindling_assign_restore_seconds_count " + std::to_string(cum));
-        metric("kindling_assign_deaths_total", "counter", "Sandboxes whose fc-launch died unasked.", deaths);
-        metric("kindling_assign_reaped_total", "counter", "Idle sandboxes stopped after the idle TTL.", reaped);
-        metric("kindling_assign_journal_appends_total", "counter", "Journal records appended.", js.appends);
-        metric("kindling_assign_journal_syncs_total", "counter", "Journal fdatasyncs (group commits).", js.syncs);
-        metric("kindling_assign_journal_compactions_total", "counter", "Journal rewrites as the live table.", js.compactions);
-        metric("kindling_assign_journal_bytes", "gauge", "Journal file size.", js.bytes);
-        HttpResponse r{200, {}, std::move(m)};
-        r.headers.set("Content-Type", "text/plain; version=0.0.4");
+            m.sample("kindling_assign_sandboxes", uint64_t{table.count(st)}, "state", sandbox_state_name(st));
+        m.family("kindling_assign_acquires_total", "counter", "Acquires served, warm (an idle sandbox) or cold (restored).");
+        m.sample("kindling_assign_acquires_total", acquires_warm, "kind", "warm");
+        m.sample("kindling_assign_acquires_total", acquires_cold, "kind", "cold");
+        m.counter("kindling_assign_throttles_total", "Acquires answered 429.", throttles);
+        m.counter("kindling_assign_restores_total", "Sandboxes restored.", restores);
+        m.counter("kindling_assign_restore_failures_total", "Placements that failed.", restore_failures);
+        m.histogram("kindling_assign_restore_seconds", "Spawn of fc-launch until its vsock socket accepts.",
+                    restore_seconds);
+        m.counter("kindling_assign_deaths_total", "Sandboxes whose fc-launch died unasked.", deaths);
+        m.counter("kindling_assign_reaped_total", "Idle sandboxes stopped after the idle TTL.", reaped);
+        m.counter("kindling_assign_journal_appends_total", "Journal records appended.", js.appends);
+        m.counter("kindling_assign_journal_syncs_total", "Journal fdatasyncs (group commits).", js.syncs);
+        m.counter("kindling_assign_journal_compactions_total", "Journal rewrites as the live table.", js.compactions);
+        m.gauge("kindling_assign_journal_bytes", "Journal file size.", js.bytes);
+        HttpResponse r{200, {}, m.text()};
+        r.headers.set("Content-Type", MetricsText::kContentType);
         return r;
     }
 

@@ -105,9 +105,6 @@ HttpResponse HttpResponse::json(int status, std::string body) {
     return r;
 }
 
-AddressInUseError::AddressInUseError(const std::string& path, const std::string& label)
-    : SysError(path, EADDRINUSE), message_(path + ": " + label + " path in use") {}
-
 std::string json_quote(std::string_view s) {
     std::string out = "\"";
     for (unsigned char c : s) {
@@ -144,9 +141,7 @@ namespace {
 struct Listener {
     UniqueFd fd;
     int family = AF_UNIX;
-    std::string unix_path;  // empty for TCP
-    dev_t dev = 0;
-    ino_t ino = 0;
+    UnixListener unix;  // a Unix socket file's path and identity (its fd is `fd`); empty for TCP
     uint16_t port = 0;
     std::string address;
 };
@@ -166,56 +161,11 @@ std::string format_sockaddr(const sockaddr* sa) {
     return "unix";
 }
 
-sockaddr_un unix_addr(const std::string& path) {
-    sockaddr_un sun{};
-    sun.sun_family = AF_UNIX;
-    if (path.empty() || path.size() >= sizeof sun.sun_path)
-        throw SysError(path + ": Unix socket path", ENAMETOOLONG);
-    std::memcpy(sun.sun_path, path.data(), path.size());
-    return sun;
-}
-
-// A path that exists: a live server -> in use; a socket nobody listens on (left by
-// a crashed process) -> removed; anything else -> refused, never deleted.
-void clear_stale_socket(const std::string& path, const std::string& label) {
-    struct stat st;
-    if (::lstat(path.c_str(), &st) != 0) {
-        if (errno == ENOENT) return;
-        throw_errno("stat " + path);
-    }
-    if (!S_ISSOCK(st.st_mode)) throw SysError(path + ": exists and is not a socket", EEXIST);
-    UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!probe) throw_errno("socket");
-    sockaddr_un sun = unix_addr(path);
-    if (::connect(probe.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun) == 0)
-        throw AddressInUseError(path, label);
-    int err = errno;
-    if (err == EAGAIN) throw AddressInUseError(path, label);  // live, backlog full
-    if (err != ECONNREFUSED && err != ENOENT) throw SysError("connect " + path, err);
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw_errno("unlink stale socket " + path);
-}
-
-Listener listen_unix(const std::string& path, const std::string& label) {
+Listener unix_listener(const std::string& path, const std::string& label) {
     Listener l;
     l.family = AF_UNIX;
-    sockaddr_un sun = unix_addr(path);
-    clear_stale_socket(path, label);
-    l.fd.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!l.fd) throw_errno("socket");
-    if (::bind(l.fd.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun) != 0) {
-        if (errno == EADDRINUSE) throw AddressInUseError(path, label);
-        throw_errno("bind " + path);
-    }
-    struct stat st;
-    if (::stat(path.c_str(), &st) != 0) throw_errno("stat " + path);
-    l.unix_path = path;
-    l.dev = st.st_dev;
-    l.ino = st.st_ino;
-    if (::listen(l.fd.get(), SOMAXCONN) != 0) {
-        int err = errno;
-        ::unlink(path.c_str());
-        throw SysError("listen " + path, err);
-    }
+    l.unix = listen_unix(path, label);
+    l.fd = std::move(l.unix.fd);
     l.address = path;
     return l;
 }
@@ -277,20 +227,11 @@ Listener listen_tcp(const std::string& spec) {
 }
 
 Listener make_listener(const std::string& address, const std::string& label) {
-    if (address.starts_with("unix:")) return listen_unix(address.substr(5), label);
+    if (address.starts_with("unix:")) return unix_listener(address.substr(5), label);
     // A TCP address always has a port; anything else is a path ("api.sock" too).
     if (address.find('/') != std::string::npos || address.find(':') == std::string::npos)
-        return listen_unix(address, label);
+        return unix_listener(address, label);
     return listen_tcp(address);
-}
-
-// Removes the socket file only if it is still the one we bound: another server
-// may have replaced it since.
-void remove_socket_file(const Listener& l) {
-    if (l.unix_path.empty()) return;
-    struct stat st;
-    if (::lstat(l.unix_path.c_str(), &st) == 0 && st.st_dev == l.dev && st.st_ino == l.ino)
-        ::unlink(l.unix_path.c_str());
 }
 
 HttpResponse default_error(int status, const std::string& message) {
@@ -663,7 +604,7 @@ HttpServer::HttpServer(const std::string& address, HttpAsyncHandler handler,
     Protocol proto(impl_->listener.family, 0);
     impl_->acceptor.assign(proto, impl_->listener.fd.get(), ec);
     if (ec) {
-        remove_socket_file(impl_->listener);
+        impl_->listener.unix.remove_path();
         throw SysError("listen " + impl_->listener.address, ec.value());
     }
     impl_->listener.fd.release();  // the acceptor owns it now
@@ -722,7 +663,7 @@ void HttpServer::stop() {
         error_code ec;
         s.acceptor.close(ec);
     }
-    remove_socket_file(s.listener);
+    s.listener.unix.remove_path();
 }
 
 namespace {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/unix_socket.h"
 
 namespace kindling {
 
@@ -92,17 +93,6 @@ struct HttpServerOptions {
     std::string server_name = "kindling";
     // Default: JSON {"error": message}.
     HttpErrorFormatter error_formatter;
-};
-
-// The Unix socket path is taken by a live server.  what() is "<path>: <label> path
-// in use"; err() is EADDRINUSE.
-class AddressInUseError : public SysError {
-public:
-    AddressInUseError(const std::string& path, const std::string& label);
-    const char* what() const noexcept override { return message_.c_str(); }
-
-private:
-    std::string message_;
 };
 
 // A file descriptor registered with an HttpServer's I/O thread (HttpServer::watch), so

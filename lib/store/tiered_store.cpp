@@ -11,7 +11,6 @@ namespace kindling {
 
 namespace {
 
-constexpr int kSubBuckets = 8;
 constexpr uint64_t kCorruptLogLimit = 20;
 
 uint64_t now_ns() {
@@ -52,37 +51,10 @@ bool lasting_write_failure(const std::exception& e) {
 
 }  // namespace
 
-void LatencyHistogram::record(uint64_t ns) {
-    double us = std::max(1.0, double(ns) / 1000.0);
-    int b = static_cast<int>(std::log2(us) * kSubBuckets);
-    if (b >= kBuckets) b = kBuckets - 1;
-    buckets_[static_cast<size_t>(b)].fetch_add(1, std::memory_order_relaxed);
-    total_ns_.fetch_add(ns, std::memory_order_relaxed);
-}
-
-uint64_t LatencyHistogram::count() const {
-    uint64_t n = 0;
-    for (const auto& b : buckets_) n += b.load(std::memory_order_relaxed);
-    return n;
-}
-
-double LatencyHistogram::quantile(double q) const {
-    uint64_t n = count();
-    if (n == 0) return 0;
-    uint64_t want = static_cast<uint64_t>(std::ceil(q * double(n)));
-    if (want == 0) want = 1;
-    uint64_t seen = 0;
-    for (int b = 0; b < kBuckets; ++b) {
-        seen += buckets_[static_cast<size_t>(b)].load(std::memory_order_relaxed);
-        if (seen >= want) return std::exp2(double(b + 1) / kSubBuckets) / 1e6;
-    }
-    return std::exp2(double(kBuckets) / kSubBuckets) / 1e6;
-}
-
 struct TieredStore::Tier {
     std::unique_ptr<Store> store;
     std::atomic<uint64_t> hits{0}, misses{0}, errors{0}, corrupt{0}, fills{0}, fill_errors{0}, bytes{0};
-    LatencyHistogram latency;
+    Histogram latency = Histogram::log_spaced(1e-6, 4096, 8);  // seconds
     std::atomic<bool> bypassed{false};
     std::atomic<bool> warned_error{false}, warned_fill{false};
 };
@@ -126,7 +98,7 @@ std::optional<std::vector<uint8_t>> TieredStore::get(const Digest& id) {
         } catch (const std::bad_alloc&) {
             throw;
         } catch (const std::exception& e) {
-            t.latency.record(now_ns() - t0);
+            t.latency.record(double(now_ns() - t0) / 1e9);
             ++t.errors;
             if (first_error.empty())
                 first_error = "tier " + std::to_string(i) + " (" + t.store->uri() + "): " + e.what();
@@ -135,7 +107,7 @@ std::optional<std::vector<uint8_t>> TieredStore::get(const Digest& id) {
                          t.store->uri().c_str(), e.what());
             continue;
         }
-        t.latency.record(now_ns() - t0);
+        t.latency.record(double(now_ns() - t0) / 1e9);
         if (!r) {
             ++t.misses;
             continue;
@@ -239,7 +211,7 @@ std::vector<TierStats> TieredStore::stats() const {
         s.fill_errors = t->fill_errors;
         s.bytes = t->bytes;
         s.gets = t->latency.count();
-        s.get_seconds = t->latency.total_seconds();
+        s.get_seconds = t->latency.sum();
         s.p50_s = t->latency.quantile(0.5);
         s.p99_s = t->latency.quantile(0.99);
         s.bypassed = t->bypassed;

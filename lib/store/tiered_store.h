@@ -19,34 +19,18 @@
 // tier (the origin's errors propagate).
 //
 // Per-tier counters (stats()): hits, misses, errors, corrupt, fills, fill errors,
-// bytes served, and a fixed-bucket latency histogram of get() for p50/p99.
+// bytes served, and a latency histogram of get() (8 buckets per doubling from 1 us,
+// so p50/p99 are accurate to ~9%).
 #pragma once
 
-#include <array>
-#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "base/metrics.h"
 #include "store/store.h"
 
 namespace kindling {
-
-// Latencies in log-spaced buckets (8 per power of two from 1 us): lock-free record(),
-// quantiles accurate to ~9%.
-class LatencyHistogram {
-public:
-    static constexpr int kBuckets = 256;
-    void record(uint64_t ns);
-    // Upper bound of the bucket holding quantile q (0..1), in seconds; 0 when empty.
-    double quantile(double q) const;
-    uint64_t count() const;
-    double total_seconds() const { return double(total_ns_.load()) / 1e9; }
-
-private:
-    std::array<std::atomic<uint64_t>, kBuckets> buckets_{};
-    std::atomic<uint64_t> total_ns_{0};
-};
 
 struct TierStats {
     std::string uri;
