@@ -9,7 +9,8 @@ PKGS="build-essential pkg-config git ca-certificates
  libseccomp-dev libfuse3-dev fuse3 nlohmann-json3-dev libboost-dev libmemcached-dev
  scdoc socat curl gnuplot-nox python3 procps
  memcached awscli python3-botocore python3-boto3 wrk
- linux-source-6.1 bc flex bison libelf-dev cpio xz-utils"
+ linux-source-6.1 bc flex bison libelf-dev cpio xz-utils
+ qemu-system-x86 busybox-static"
 
 missing=""
 for p in $PKGS; do
@@ -45,4 +46,11 @@ if [ ! -f "$NODE_DIR/node_modules/s3rver/package.json" ]; then
     fi
     echo "install-deps: installing s3rver into $NODE_DIR" >&2
     npm install --silent --no-audit --no-fund --prefix "$NODE_DIR" s3rver@3.7.1 >/dev/null
+fi
+
+# The nested-KVM test host (scripts/hwvirt.sh): Debian's kernel package unpacked with
+# the modules it needs into the kindling cache; Linux-guest tests run in it on hosts
+# whose KVM cannot boot Linux (PVM).
+if [ "$(id -u)" = 0 ]; then
+    "$(dirname "$0")/hwvirt.sh" --prepare
 fi

@@ -36,6 +36,21 @@ is_pvm() {
     ! grep -qE '\b(vmx|svm)\b' /proc/cpuinfo
 }
 
+# need_linux_kvm "$@": the test boots Linux guests, which need hardware virtualisation.
+# On a PVM host the test re-runs itself inside the nested-KVM host of
+# scripts/hwvirt.sh (QEMU/TCG emulating AMD SVM); it skips (77) with the reason when
+# that cannot run here.  Call it first, before the test makes anything.
+need_linux_kvm() {
+    if [ -z "${KINDLING_HWVIRT:-}" ] && is_pvm; then
+        rm -rf "$T"
+        trap - EXIT
+        exec "$ROOT/scripts/hwvirt.sh" sh "$0" "$@"
+    fi
+    need_kvm
+    is_pvm && skip "host KVM is PVM and this is already the nested host: no hardware virtualisation"
+    return 0
+}
+
 # bg CMD...: run in the background, remember the pid for cleanup.
 bg() { "$@" & PIDS="$PIDS $!"; }
 
