@@ -36,6 +36,9 @@ inline constexpr uint64_t kLinuxPdptAddr = 0xa000;
 inline constexpr uint64_t kLinuxPdAddr = 0xb000;
 inline constexpr uint64_t kLinuxCmdlineAddr = 0x20000;
 inline constexpr uint64_t kLinuxEbdaStart = 0x9fc00;  // end of the first RAM entry
+// struct kn_generation (kindling-linux(7)): in the legacy hole, which the e820 map
+// does not give the kernel as RAM, so the agent reads it through /dev/mem.
+inline constexpr uint64_t kLinuxGenerationAddr = kLinuxEbdaStart;
 inline constexpr uint64_t kLinuxHighMemStart = 0x100000;  // bzImage load address
 // Firecracker's x86 command-line capacity for kernels without a setup header,
 // the terminating NUL included (Linux's COMMAND_LINE_SIZE).

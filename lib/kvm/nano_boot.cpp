@@ -58,10 +58,10 @@ bool is_nano_image(const ElfImage& img) {
     return false;
 }
 
-void write_generation(GuestMemory& mem) {
+void write_generation(GuestMemory& mem, uint64_t gpa) {
     kn_generation g;
     fill_random(&g, sizeof g);
-    mem.write_obj(KN_GENERATION_ADDR, g);
+    mem.write_obj(gpa, g);
 }
 
 NanoBootState setup_nano(GuestMemory& mem, const ElfImage& img, const NanoBootParams& p) {

@@ -39,8 +39,9 @@ struct NanoBootState {
 // small or too large for a nano guest.
 NanoBootState setup_nano(GuestMemory& mem, const ElfImage& img, const NanoBootParams& p);
 
-// Writes a fresh random generation id and entropy into the generation page.
-void write_generation(GuestMemory& mem);
+// Writes a fresh random generation id and entropy into the generation page at `gpa`
+// (KN_GENERATION_ADDR for nano guests, kLinuxGenerationAddr for Linux guests).
+void write_generation(GuestMemory& mem, uint64_t gpa = KN_GENERATION_ADDR);
 
 // Fills registers for the entry state: long mode, CPL3, IOPL=3, SSE enabled.
 void apply_nano_boot_state(const NanoBootState& st, kvm_regs& regs, kvm_sregs& sregs);

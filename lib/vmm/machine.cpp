@@ -113,15 +113,17 @@ void set_lapic_lint(Vcpu& v) {
 
 }  // namespace
 
-// The nano ports (KN_PORT_*), see nano_abi.h.
+// The nano ports (KN_PORT_*), see nano_abi.h, registered from `base`: all of them for
+// nano guests; KN_PORT_EXIT and KN_PORT_READY for Linux guests, whose agent reports
+// readiness and stops the VM through them (kindling-linux(7)).
 class NanoPorts : public BusDevice {
 public:
-    explicit NanoPorts(Machine& m) : m_(m) {}
+    NanoPorts(Machine& m, uint16_t base) : m_(m), base_(base) {}
     void read(uint64_t offset, uint8_t* data, size_t len) override { std::memset(data, 0xff, len); }
     void write(uint64_t offset, const uint8_t* data, size_t len) override {
         uint32_t v = 0;
         std::memcpy(&v, data, len < 4 ? len : 4);
-        switch (KN_PORT_WRITE + offset) {
+        switch (base_ + offset) {
         case KN_PORT_WRITE: {
             kn_iovec iov{};
             const uint8_t* p = nullptr;
@@ -146,12 +148,13 @@ public:
             m_.guest_ready(v);
             break;
         default:
-            m_.stop(kExitDataErr, "guest wrote to unknown port " + hex(KN_PORT_WRITE + offset));
+            m_.stop(kExitDataErr, "guest wrote to unknown port " + hex(base_ + offset));
         }
     }
 
 private:
     Machine& m_;
+    uint16_t base_;
 };
 
 
@@ -296,8 +299,10 @@ void Machine::build() {
                           static_cast<unsigned long long>(KN_MMIO_BASE + i * KN_MMIO_STRIDE), kFirstVirtioIrq + static_cast<unsigned>(i));
             p.cmdline += dev;
         }
+        p.cmdline += " kindling.generation=" + hex(kLinuxGenerationAddr);
         p.initrd_path = c.boot.initrd_path;
         linux_st = setup_linux(*mem_, path, p);
+        write_generation(*mem_, kLinuxGenerationAddr);
     }
 
     const int n = static_cast<int>(c.machine.vcpu_count);
@@ -336,7 +341,7 @@ void Machine::build_devices() {
     if (nano_) {
         serial_ = std::make_shared<Serial>(cfd, nullptr);
         pio_bus_.add(Serial::kCom1Base, Serial::kPortCount, serial_);
-        pio_bus_.add(KN_PORT_WRITE, 0x20, std::make_shared<NanoPorts>(*this));
+        pio_bus_.add(KN_PORT_WRITE, 0x20, std::make_shared<NanoPorts>(*this, KN_PORT_WRITE));
     } else {
         auto serial_irq = std::make_unique<IrqFdInterrupt>(*vm_, Serial::kCom1Irq);
         serial_ = std::make_shared<Serial>(cfd, serial_irq.get());
@@ -345,6 +350,7 @@ void Machine::build_devices() {
         auto kbd_irq = std::make_unique<IrqFdInterrupt>(*vm_, I8042::kKeyboardIrq);
         i8042_ = std::make_shared<I8042>([this] { stop(0, "guest reset through the i8042 controller"); }, kbd_irq.get());
         I8042::attach(pio_bus_, i8042_);
+        pio_bus_.add(KN_PORT_EXIT, 8, std::make_shared<NanoPorts>(*this, KN_PORT_EXIT));
         interrupts_.push_back(std::move(kbd_irq));
     }
 

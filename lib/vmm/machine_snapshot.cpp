@@ -14,6 +14,7 @@
 #include "devices/serial.h"
 #include "devices/virtio/virtio_mmio.h"
 #include "kindling/nano_abi.h"
+#include "kvm/linux_boot.h"
 #include "kvm/nano_boot.h"
 #include "kvm/vcpu_state.h"
 #include "kvm/vm_state.h"
@@ -224,7 +225,7 @@ void Machine::restore(const RestoreRequest& req) {
     }
     // Uniqueness: a fresh generation id and entropy before any vCPU runs, so no two
     // clones of one snapshot share random state (DESIGN.md, the VMGenID idea).
-    if (nano_) write_generation(*mem_);
+    write_generation(*mem_, nano_ ? KN_GENERATION_ADDR : kLinuxGenerationAddr);
     if (uffd_ && uffd_->failed()) throw Error("guest memory: " + uffd_->failure(), kExitIoErr);
     restored_from_ = req.dir;
     log_debug("VM restored in %.0f us", std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
