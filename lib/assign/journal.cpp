@@ -84,7 +84,7 @@ JournalRecord decode_record(std::string_view payload) {
     return r;
 }
 
-FileJournal::FileJournal(const std::string& path) : path_(path) {
+FileJournal::FileJournal(const std::string& path, const Clock& clock) : path_(path), clock_(clock) {
     fd_ = open_file(path, O_RDWR | O_CREAT, 0644);
     if (::flock(fd_.get(), LOCK_EX | LOCK_NB) < 0) {
         if (errno == EWOULDBLOCK)
@@ -174,10 +174,11 @@ uint64_t FileJournal::queue(const JournalRecord& r, bool urgent) {
     std::lock_guard lk(mu_);
     if (closing_) throw Error(path_ + ": journal is closed");
     if (!error_.empty()) throw Error(error_, kExitIoErr);
-    // The writer sleeps until pending_ is non-empty, then (for lazy records) up to
-    // kLazyFlush more: only the first record of a batch wakes it, or the first urgent
-    // one.  urgent_ is only ever set while pending_ holds records.
+    // The writer sleeps until pending_ is non-empty, then (for lazy records) until
+    // kLazyFlush after the batch's first record: only that record wakes it, or the
+    // first urgent one.  urgent_ is only ever set while pending_ holds records.
     bool wake = pending_.empty() || (urgent && !urgent_);
+    if (pending_.empty()) batch_start_ = clock_.now();
     frame(pending_, payload);
     urgent_ = urgent_ || urgent;
     stats_.appends++;
@@ -239,7 +240,7 @@ void FileJournal::writer_loop() {
     for (;;) {
         cv_.wait(lk, [&] { return !pending_.empty() || compact_ || closing_; });
         if (!urgent_ && !compact_ && !closing_)
-            cv_.wait_for(lk, kLazyFlush, [&] { return urgent_ || compact_ || closing_; });
+            wait_until(clock_, cv_, lk, batch_start_ + kLazyFlush, [&] { return urgent_ || compact_ || closing_; });
         if (pending_.empty() && !compact_) return;  // closing with nothing left
         std::string batch;
         batch.swap(pending_);

@@ -17,9 +17,11 @@
 // durability wait for their record's sequence number.  Lazy appends (a lease taken
 // or given back, which a restart turns into idle anyway) wake nobody: they ride with
 // the next group commit, at most kLazyFlush later, so the invoke path costs no
-// syscall.  Compaction rewrites the file as the records that rebuild the current
-// table plus whatever was appended after them (new file, fdatasync, rename).  Leader lock: flock(LOCK_EX) on the journal file, held
-// while it is open; a second writer gets JournalLockedError (exit 75).
+// syscall.  The window is timed on an injectable Clock (tests move a ManualClock
+// instead of sleeping).  Compaction rewrites the file as the records that rebuild
+// the current table plus whatever was appended after them (new file, fdatasync,
+// rename).  Leader lock: flock(LOCK_EX) on the journal file, held while it is open;
+// a second writer gets JournalLockedError (exit 75).
 #pragma once
 
 #include <chrono>
@@ -33,6 +35,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/clock.h"
 #include "base/error.h"
 #include "base/fd.h"
 
@@ -102,7 +105,8 @@ public:
 class FileJournal : public Journal {
 public:
     // Creates the file if missing, takes the lock, scans and repairs a torn tail.
-    explicit FileJournal(const std::string& path);
+    // `clock` times the lazy-flush window; it must outlive the journal.
+    explicit FileJournal(const std::string& path, const Clock& clock = Clock::steady());
     ~FileJournal() override;
 
     uint64_t append_nowait(const JournalRecord& r) override;
@@ -128,6 +132,7 @@ private:
     UniqueFd rewrite(const std::string& records);
 
     std::string path_;
+    const Clock& clock_;
     UniqueFd fd_;
     uint64_t truncated_bytes_ = 0;
 
@@ -135,6 +140,7 @@ private:
     std::condition_variable cv_;        // writer waits for work
     std::condition_variable durable_cv_;  // callers wait for durability
     std::string pending_;               // encoded records not yet written
+    Clock::time_point batch_start_;     // when the first of them was queued
     bool urgent_ = false;               // pending_ holds a record someone may wait for
     bool compact_ = false;              // a compaction is requested:
     std::string compact_state_;         //   its framed state records

@@ -13,8 +13,9 @@
 
 namespace kindling {
 
-ChunkCache::ChunkCache(Store& store, std::vector<const Manifest*> manifests, ChunkCacheOptions opts)
-    : store_(store), manifests_(std::move(manifests)), opts_(opts) {
+ChunkCache::ChunkCache(Store& store, std::vector<const Manifest*> manifests, ChunkCacheOptions opts,
+                       const Clock& clock)
+    : store_(store), manifests_(std::move(manifests)), opts_(opts), clock_(clock) {
     capacity_ = std::max<uint64_t>(4, opts_.capacity_bytes / kChunkSize);
     unsigned n = std::max(1u, opts_.fetch_threads);
     // Fetch threads never take the mount's stop signals: those must reach a FUSE
@@ -55,7 +56,7 @@ size_t ChunkCache::shutdown(std::chrono::milliseconds grace) {
     if (grace == std::chrono::milliseconds::max())
         exit_cv_.wait(lk, [&] { return running_ == 0; });
     else
-        exit_cv_.wait_for(lk, grace, [&] { return running_ == 0; });
+        wait_until(clock_, exit_cv_, lk, clock_.now() + grace, [&] { return running_ == 0; });
     size_t stuck = running_;
     lk.unlock();
     for (auto& t : threads_) {
@@ -73,7 +74,7 @@ ChunkCacheStats ChunkCache::stats() const {
 
 ChunkResult ChunkCache::get(uint32_t layer, uint32_t chunk) {
     const ManifestChunk& c = manifests_.at(layer)->chunks.at(chunk);
-    auto deadline = std::chrono::steady_clock::now() + opts_.timeout;
+    Clock::time_point deadline = clock_.now() + opts_.timeout;
     std::unique_lock<std::mutex> lk(mu_);
     if (stop_ || abort_.load(std::memory_order_relaxed)) return {nullptr, ESHUTDOWN, "unmounting"};
     std::shared_ptr<Entry> e;
@@ -92,7 +93,7 @@ ChunkResult ChunkCache::get(uint32_t layer, uint32_t chunk) {
         work_cv_.notify_one();
     }
     while (e->state == Entry::kPending && !stop_ && !abort_.load(std::memory_order_relaxed)) {
-        auto now = std::chrono::steady_clock::now();
+        Clock::time_point now = clock_.now();
         if (now >= deadline) {
             ++stats_.timeouts;
             return {nullptr, ETIMEDOUT,
@@ -100,7 +101,7 @@ ChunkResult ChunkCache::get(uint32_t layer, uint32_t chunk) {
                         std::to_string(opts_.timeout.count()) + " ms"};
         }
         // Short slices: request_stop() comes from a signal handler, which cannot notify.
-        done_cv_.wait_until(lk, std::min(deadline, now + std::chrono::milliseconds(50)));
+        done_cv_.wait_for(lk, std::min<Clock::duration>(deadline - now, std::chrono::milliseconds(50)));
     }
     if (e->state == Entry::kReady) return {e->data, 0, {}};
     if (e->state == Entry::kFailed) return {nullptr, EIO, e->error};
@@ -153,13 +154,19 @@ void ChunkCache::worker() {
         const ManifestChunk& c = m.chunks[job.chunk];
         auto plain = std::make_shared<std::vector<uint8_t>>(c.plain_len);
         std::string error;
+        // -vv: a fetch's start and end, so that a test can see a store read in flight.
+        bool debug = log_level() >= LogLevel::kDebug;
+        if (debug) log_debug("chunk %s: fetching from %s", c.id.hex().c_str(), store_.uri().c_str());
         try {
             fetch_chunk(store_, m, c, opener, *plain);
         } catch (const std::exception& ex) {
             error = ex.what();
         }
-        if (!error.empty()) plain.reset();
+        bool ok = error.empty();
+        if (!ok) plain.reset();
         finish(job, std::move(plain), std::move(error), c.stored_len);
+        // After finish(): a read from now on sees the outcome (a cached chunk, or none).
+        if (debug) log_debug("chunk %s: fetch %s", c.id.hex().c_str(), ok ? "done" : "failed");
     }
 }
 

@@ -1,7 +1,8 @@
 // The chunks behind a snapfs mount (DESIGN.md "snapfs"): a bounded LRU of decrypted
 // 512 KiB chunks, one fetch per chunk however many readers want it, a pool of fetch
 // threads, background prefetch, and a deadline on every wait so a store that is down
-// or slow turns into an error instead of a hang.
+// or slow turns into an error instead of a hang.  Deadlines are kept on an injectable
+// Clock (tests move a ManualClock instead of sleeping).
 //
 // Chunks are named by their id (SHA-256 of the stored object), so two layers or two
 // files that hold the same chunk share one cache entry and one fetch.  Zero chunks
@@ -21,8 +22,9 @@
 #include <unordered_map>
 #include <vector>
 
-#include "hash/digest.h"
+#include "base/clock.h"
 #include "chunk/manifest.h"
+#include "hash/digest.h"
 #include "store/store.h"
 
 namespace kindling {
@@ -57,8 +59,10 @@ struct ChunkResult {
 
 class ChunkCache {
 public:
-    // `manifests` must outlive the cache; chunks are addressed as (layer, index).
-    ChunkCache(Store& store, std::vector<const Manifest*> manifests, ChunkCacheOptions opts);
+    // `manifests` and `clock` must outlive the cache; chunks are addressed as (layer,
+    // index).  `clock` times the read timeout and the shutdown grace.
+    ChunkCache(Store& store, std::vector<const Manifest*> manifests, ChunkCacheOptions opts,
+               const Clock& clock = Clock::steady());
     ~ChunkCache();
     ChunkCache(const ChunkCache&) = delete;
     ChunkCache& operator=(const ChunkCache&) = delete;
@@ -105,6 +109,7 @@ private:
     Store& store_;
     std::vector<const Manifest*> manifests_;
     ChunkCacheOptions opts_;
+    const Clock& clock_;
     uint64_t capacity_;
 
     mutable std::mutex mu_;

@@ -7,15 +7,16 @@ need_fuse
 export KINDLING_CONVERGENCE_SECRET=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
 random_layer
 
-obj=$(chunk_object 3)
+obj=$(chunk_object 3); obj3=$(chunk_id 3)
 mv "$obj" "$T/obj3"; mkfifo "$obj"
 for sig in TERM INT; do
-    mount_snapfs "$T/mnt$sig" "$id" --store "dir:$T/store" --timeout-ms 60000
+    mount_snapfs "$T/mnt$sig" "$id" --store "dir:$T/store" --timeout-ms 60000 -vv
     read_chunk "$T/mnt$sig" 3 >/dev/null 2>&1 &
     r1=$!
     read_chunk "$T/mnt$sig" 1 >/dev/null 2>&1 &
     r2=$!
-    sleep 0.5
+    # -vv logs each fetch: the read of chunk 3 is in flight once its fetch started.
+    wait_log "$T/mnt$sig.err" "chunk $obj3: fetching"
     kill -0 $r1 2>/dev/null || fail "the read of the hanging chunk did not hang"
     t0=$(date +%s%3N)
     kill -$sig $SNAPFS_PID

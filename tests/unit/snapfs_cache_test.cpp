@@ -1,22 +1,26 @@
 // ChunkCache (lib/fuse): one fetch per chunk however many readers, a read that
-// waits on a hung store gives up at the timeout, a failed fetch is retried, the LRU
-// stays bounded, request_stop() releases waiting readers.
+// waits on a hung store gives up at the timeout (on a ManualClock), a failed fetch is
+// retried, the LRU stays bounded, request_stop() releases waiting readers, shutdown's
+// grace ends on the clock.
 #include <doctest/doctest.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
+#include <future>
 #include <map>
 #include <mutex>
 #include <random>
 #include <string>
 #include <thread>
 
+#include "base/clock.h"
 #include "base/io.h"
 #include "chunk/layer_keys.h"
 #include "fuse/chunk_cache.h"
 #include "store/layer_io.h"
+#include "eventually.h"
 
 using namespace kindling;
 
@@ -110,7 +114,8 @@ TEST_CASE("snapfs cache: concurrent readers of one chunk share one fetch, bytes 
             ChunkResult r = cache.get(0, l.chunk(3));
             if (r.data && std::equal(r.data->begin(), r.data->end(), l.data.begin() + 3 * kChunkSize)) ++good;
         });
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    // One reader started the fetch (held at the gate), the other five joined it.
+    CHECK(eventually([&] { return cache.stats().waits == 5 && l.store.gets - before == 1; }));
     l.store.set_open(true);
     for (auto& t : ts) t.join();
     CHECK(good == 6);
@@ -118,45 +123,80 @@ TEST_CASE("snapfs cache: concurrent readers of one chunk share one fetch, bytes 
     CHECK(cache.stats().fetches == 1);
 }
 
-TEST_CASE("snapfs cache: a hung store read fails the reader at the timeout; a miss is retried") {
+TEST_CASE("snapfs cache: a hung store read fails the reader at the timeout on the cache's clock") {
     Layer l;
+    ManualClock clock;
     ChunkCacheOptions o;
     o.timeout = std::chrono::milliseconds(300);
-    ChunkCache cache(l.store, {&l.m}, o);
+    ChunkCache cache(l.store, {&l.m}, o, clock);
     l.store.set_open(false);
-    auto t0 = std::chrono::steady_clock::now();
-    ChunkResult r = cache.get(0, l.chunk(1));
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+    int before = l.store.gets;
+    auto reader = std::async(std::launch::async, [&] { return cache.get(0, l.chunk(1)); });
+    CHECK(eventually([&] { return l.store.gets == before + 1; }));  // the fetch hangs in the store
+    clock.advance(std::chrono::milliseconds(299));
+    CHECK(reader.wait_for(std::chrono::milliseconds(0)) == std::future_status::timeout);
+    clock.advance(std::chrono::milliseconds(1));
+    REQUIRE(reader.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    ChunkResult r = reader.get();
     CHECK(r.err == ETIMEDOUT);
-    CHECK(ms >= 250);
-    CHECK(ms < 2000);
-    l.store.set_missing(true);
+    CHECK(r.what.find("within 300 ms") != std::string::npos);
+    CHECK(cache.stats().timeouts == 1);
     l.store.set_open(true);
-    r = cache.get(0, l.chunk(2));
+}
+
+TEST_CASE("snapfs cache: a miss fails the read with EIO and is tried again on the next read") {
+    Layer l;
+    ChunkCache cache(l.store, {&l.m}, {});
+    l.store.set_missing(true);
+    ChunkResult r = cache.get(0, l.chunk(2));
     CHECK(r.err == EIO);
     CHECK(r.what.find("not in gate:") != std::string::npos);
     l.store.set_missing(false);
     r = cache.get(0, l.chunk(2));
     REQUIRE(r.data);
     CHECK(std::equal(r.data->begin(), r.data->end(), l.data.begin() + 2 * kChunkSize));
+    CHECK(cache.stats().failures == 1);
 }
 
 TEST_CASE("snapfs cache: bounded LRU, request_stop releases waiters") {
     Layer l;
     ChunkCacheOptions o;
     o.capacity_bytes = 1;  // the minimum: 4 chunks
-    ChunkCache cache(l.store, {&l.m}, o);
+    ManualClock clock;     // standing still: the waiting reader cannot time out
+    ChunkCache cache(l.store, {&l.m}, o, clock);
     for (uint32_t k = 0; k < 8; ++k) REQUIRE(cache.get(0, l.chunk(k)).data);
     CHECK(cache.stats().evictions == 4);
     CHECK(cache.get(0, l.chunk(7)).data);
     CHECK(cache.stats().hits == 1);
     l.store.set_open(false);
-    std::thread stopper([&] {
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        cache.request_stop();
-    });
-    ChunkResult r = cache.get(0, l.chunk(0));
-    stopper.join();
-    CHECK(r.err == ESHUTDOWN);
+    int before = l.store.gets;
+    auto reader = std::async(std::launch::async, [&] { return cache.get(0, l.chunk(0)); });
+    CHECK(eventually([&] { return l.store.gets == before + 1; }));  // chunk 0 was evicted: fetched
+    cache.request_stop();
+    REQUIRE(reader.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    CHECK(reader.get().err == ESHUTDOWN);
+    l.store.set_open(true);
+}
+
+TEST_CASE("snapfs cache: shutdown gives up on a hung store read after the grace, on the cache's clock") {
+    Layer l;
+    ManualClock clock;
+    ChunkCacheOptions o;
+    o.fetch_threads = 1;
+    ChunkCache cache(l.store, {&l.m}, o, clock);
+    l.store.set_open(false);
+    int before = l.store.gets;
+    auto reader = std::async(std::launch::async, [&] { return cache.get(0, l.chunk(1)); });
+    CHECK(eventually([&] { return l.store.gets == before + 1; }));
+    auto stopper = std::async(std::launch::async, [&] { return cache.shutdown(std::chrono::milliseconds(1000)); });
+    REQUIRE(reader.wait_for(std::chrono::seconds(10)) == std::future_status::ready);  // woken at once
+    CHECK(reader.get().err == ESHUTDOWN);
+    clock.advance(std::chrono::milliseconds(999));
+    CHECK(stopper.wait_for(std::chrono::milliseconds(0)) == std::future_status::timeout);
+    clock.advance(std::chrono::milliseconds(1));
+    REQUIRE(stopper.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    CHECK(stopper.get() == 1);  // the fetch thread is still in the store: detached
+    // Once it leaves the store the destructor finds it gone (its shutdown waits for
+    // every fetch thread to return).
     l.store.set_open(true);
 }
