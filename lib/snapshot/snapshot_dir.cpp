@@ -271,8 +271,8 @@ LayerInfo parse_layer_json(const std::string& file, const std::string& text) {
     const json& d = r.at(j, "devices", "devices");
     const json& vs = r.at(d, "vsock", "devices.vsock");
     if (!vs.is_null())
-        l.config.vsock = LayerVsock{r.u32(vs, "guest_cid", "devices.vsock.guest_cid"),
-                                    r.str(vs, "uds_path", "devices.vsock.uds_path")};
+        l.config.vsock = VsockConfig{r.u32(vs, "guest_cid", "devices.vsock.guest_cid"),
+                                     r.str(vs, "uds_path", "devices.vsock.uds_path")};
     const json& drives = r.at(d, "drives", "devices.drives");
     if (!drives.is_array()) r.fail("devices.drives", "not an array");
     for (size_t i = 0; i < drives.size(); ++i) {

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "base/fd.h"
+#include "devices/device_config.h"
 #include "kvm/guest_memory.h"
 #include "snapshot/vmstate.h"
 
@@ -34,25 +35,13 @@ inline constexpr size_t kMaxLayerDepth = 64;
 
 enum class LayerKind { kFull, kDiff };
 
-struct LayerDrive {
-    std::string drive_id;
-    std::string path_on_host;
-    bool is_root_device = false;
-    bool is_read_only = false;
-};
-
-struct LayerVsock {
-    uint32_t guest_cid = 0;
-    std::string uds_path;
-};
-
 // What the caller says about the machine being snapshotted.
 struct LayerConfig {
     MachineKind machine_kind = MachineKind::kNano;
     uint32_t vcpu_count = 1;
     uint64_t mem_size_mib = 0;
-    std::optional<LayerVsock> vsock;
-    std::vector<LayerDrive> drives;
+    std::optional<VsockConfig> vsock;
+    std::vector<DriveConfig> drives;
     std::vector<std::string> tags;  // free-form: "base", "runtime", "function:hello"
 };
 

@@ -39,8 +39,8 @@ LayerConfig layer_config_of(const VmConfig& c, bool nano, const std::vector<std:
     lc.machine_kind = nano ? MachineKind::kNano : MachineKind::kLinux;
     lc.vcpu_count = c.machine.vcpu_count;
     lc.mem_size_mib = c.machine.mem_size_mib;
-    if (c.vsock) lc.vsock = LayerVsock{c.vsock->guest_cid, c.vsock->uds_path};
-    for (const auto& d : c.drives) lc.drives.push_back({d.drive_id, d.path_on_host, d.is_root_device, d.is_read_only});
+    lc.vsock = c.vsock;
+    lc.drives = c.drives;
     lc.tags = tags;
     return lc;
 }
@@ -145,11 +145,8 @@ void Machine::restore(const RestoreRequest& req) {
         config_.machine.vcpu_count = top.config.vcpu_count;
         config_.machine.mem_size_mib = top.config.mem_size_mib;
         config_.machine.track_dirty_pages = req.track_dirty_pages;
-        config_.drives.clear();
-        for (const auto& d : top.config.drives)
-            config_.drives.push_back({d.drive_id, d.path_on_host, d.is_root_device, d.is_read_only});
-        config_.vsock.reset();
-        if (top.config.vsock) config_.vsock = VsockConfig{top.config.vsock->guest_cid, top.config.vsock->uds_path};
+        config_.drives = top.config.drives;
+        config_.vsock = top.config.vsock;
         if (req.vsock_uds_path) {
             if (!config_.vsock) throw ConfigError(req.dir + ": the snapshot has no vsock device to override");
             config_.vsock->uds_path = *req.vsock_uds_path;

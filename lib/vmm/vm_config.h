@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "devices/device_config.h"
+
 namespace kindling {
 
 enum class GuestKind { kAuto, kLinux, kNano };
@@ -23,18 +25,6 @@ struct MachineConfig {
     uint64_t mem_size_mib = 128;
     bool smt = false;
     bool track_dirty_pages = false;
-};
-
-struct DriveConfig {
-    std::string drive_id;
-    std::string path_on_host;
-    bool is_root_device = false;
-    bool is_read_only = false;
-};
-
-struct VsockConfig {
-    uint32_t guest_cid = 3;
-    std::string uds_path;
 };
 
 struct VmConfig {

@@ -48,7 +48,7 @@ LayerConfig config(uint64_t mib, std::vector<std::string> tags = {}) {
     c.machine_kind = MachineKind::kNano;
     c.vcpu_count = 1;
     c.mem_size_mib = mib;
-    c.vsock = LayerVsock{3, "/tmp/v.sock"};
+    c.vsock = VsockConfig{3, "/tmp/v.sock"};
     c.drives.push_back({"rootfs", "/img/root.ext4", true, false});
     c.tags = std::move(tags);
     return c;
