@@ -10,7 +10,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,6 +22,7 @@
 #include "base/error.h"
 #include "base/io.h"
 #include "base/log.h"
+#include "base/unix_socket.h"
 #include "kvm/guest_memory.h"
 #include "snapshot/snapshot_dir.h"
 
@@ -547,16 +547,11 @@ std::string uffd_handshake_json(std::span<const UffdRegion> regions) {
 }
 
 UniqueFd send_uffd_to_handler(const std::string& socket_path, std::span<const UffdRegion> regions, int uffd) {
-    sockaddr_un sa{};
-    sa.sun_family = AF_UNIX;
-    if (socket_path.empty() || socket_path.size() >= sizeof sa.sun_path)
-        throw ConfigError("uffd handler socket path is empty or too long: " + socket_path);
-    std::memcpy(sa.sun_path, socket_path.data(), socket_path.size());
-    UniqueFd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!s) throw_errno("uffd handler " + socket_path + ": socket");
-    while (::connect(s.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) < 0) {
-        if (errno == EINTR) continue;
-        throw_errno("uffd handler " + socket_path + ": connect");
+    int err = 0;
+    UniqueFd s = try_connect_unix(socket_path, &err);
+    if (!s) {
+        if (err == ENAMETOOLONG) throw ConfigError("uffd handler socket path is empty or too long: " + socket_path);
+        throw SysError("uffd handler " + socket_path + ": connect", err);
     }
     std::string body = uffd_handshake_json(regions);
     iovec iov{body.data(), body.size()};
