@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
@@ -34,6 +35,7 @@
 #include "snapshot/snapshot_dir.h"
 #include "snapshot/vmstate.h"
 #include "snapshot/uffd_memory.h"
+#include "eventually.h"
 
 using namespace kindling;
 namespace fs = std::filesystem;
@@ -134,8 +136,19 @@ std::optional<Userfaultfd> open_uffd() {
 // Fault counters settle just after the faulting thread resumed (the kernel wakes it
 // inside UFFDIO_COPY); wait for them, bounded.
 void wait_for_faults(const UffdMemory& um, uint64_t n) {
-    for (int i = 0; i < 1000 && um.stats().faults < n; i++) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    CHECK(eventually([&] { return um.stats().faults >= n; }));
     REQUIRE(um.stats().faults == n);
+}
+
+// True once a fault message is queued on the uffd (it polls readable), false if none
+// is by the deadline.  Only meaningful while no handler thread reads the uffd.
+bool fault_pending(int uffd, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+    pollfd p{uffd, POLLIN, 0};
+    int n;
+    do {
+        n = ::poll(&p, 1, static_cast<int>(timeout.count()));
+    } while (n < 0 && errno == EINTR);
+    return n == 1 && (p.revents & POLLIN);
 }
 
 uint64_t anon_huge_kib(const void* addr) {
@@ -214,6 +227,24 @@ TEST_CASE("uffd: lazy faults from a thread get the source's bytes; holes are zer
     CHECK_MESSAGE(!bad, "page " << bad.value_or(0) << " differs from the source");
     // A second pass does not fault: every page is installed.
     touch_from_thread(mem.base(), iota_pages(pages));
+    // Writes after the pages were installed are private to this memory (copy-on-write
+    // of the zero page, or a write to the private copy; not a uffd fault: the fault
+    // count below stays at one per page) and never reach the file; the rest of each
+    // page keeps what the handler installed.
+    REQUIRE(!f.data[3]);
+    REQUIRE(f.data[4]);
+    mem.base()[3 * kPage + 100] = 0x5a;
+    mem.base()[4 * kPage + 100] ^= 0xff;
+    std::vector<uint8_t> want(kPage, 0);
+    want[100] = 0x5a;
+    CHECK(std::memcmp(mem.base() + 3 * kPage, want.data(), kPage) == 0);
+    fill_page(want.data(), 4);
+    want[100] ^= 0xff;
+    CHECK(std::memcmp(mem.base() + 4 * kPage, want.data(), kPage) == 0);
+    std::vector<uint8_t> file = read_file_bytes(f.path);
+    CHECK(std::all_of(file.begin() + 3 * kPage, file.begin() + 4 * kPage, [](uint8_t b) { return b == 0; }));
+    fill_page(want.data(), 4);
+    CHECK(std::memcmp(file.data() + 4 * kPage, want.data(), kPage) == 0);
     um.stop();  // counters of the last fault settle just after its thread resumed
     UffdStats s = um.stats();
     CHECK(s.faults == pages);
@@ -225,11 +256,6 @@ TEST_CASE("uffd: lazy faults from a thread get the source's bytes; holes are zer
     CHECK(s.fault_ns_total > 0);
     CHECK(s.fault_ns_max * pages >= s.fault_ns_total);
     CHECK(!um.failed());
-    // Writes after the zero page was mapped are private to this memory (copy-on-write
-    // of the zero page, not a uffd fault) and never reach the file.
-    mem.base()[3 * kPage] = 0x5a;
-    CHECK(mem.base()[3 * kPage] == 0x5a);
-    CHECK(read_file_bytes(f.path)[3 * kPage] == 0);
     MESSAGE("THP: AnonHugePages over the registered memory after faults: " << anon_huge_kib(mem.base()) << " kB");
 }
 
@@ -348,6 +374,7 @@ TEST_CASE("uffd: stop() with a fault outstanding serves it and returns; stop() d
     MemFile f(t.path, pages, [](uint64_t) { return true; });
     GuestMemory mem(pages * kPage);
     {
+        const int uffd_fd = uffd->fd();
         UffdMemory um(std::move(*uffd), mem.base(), mem.size(), flat_file_source(f.fd.get(), f.path, mem.size()));
         // No handler yet: the touching thread blocks in its fault.
         std::atomic<bool> done{false};
@@ -356,7 +383,7 @@ TEST_CASE("uffd: stop() with a fault outstanding serves it and returns; stop() d
             std::memcpy(got, mem.base() + 5 * kPage, sizeof got);
             done = true;
         });
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        REQUIRE(fault_pending(uffd_fd));  // the fault is queued, so stop() has one to serve
         CHECK(!done);
         um.stop();
         toucher.join();
@@ -377,7 +404,7 @@ TEST_CASE("uffd: stop() with a fault outstanding serves it and returns; stop() d
     UffdMemory um2(std::move(*uffd2), mem2.base(), mem2.size(), flat_file_source(g.fd.get(), g.path, mem2.size()));
     um2.start();
     um2.start_prefetch(iota_pages(big), {.batch_bytes = kPage, .window_pages = 512});
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    CHECK(eventually([&] { return um2.stats().prefetched_pages > 0; }));  // stop a prefetch under way
     auto t0 = std::chrono::steady_clock::now();
     um2.stop();
     MESSAGE("stop during a 256 MiB page-by-page prefetch: " << ms_since(t0) << " ms, "
@@ -408,8 +435,7 @@ TEST_CASE("uffd: a page the source cannot supply fails the VM through the callba
         volatile uint8_t b = mem.base()[2 * kPage];
         (void)b;
     });
-    for (int i = 0; i < 200 && !um.failed(); i++) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    CHECK(um.failed());
+    CHECK(eventually([&] { return um.failed(); }));
     CHECK(calls == 1);
     CHECK(why.find(f.path + ": page 2 at offset 417792: beyond the end of the file") != std::string::npos);
     CHECK(um.failure() == why);
