@@ -29,7 +29,7 @@ CXXFLAGS += -std=c++20 $(WARN) -fno-plt -I. -Ilib -Iguest/nano/include $(PKG_CFL
 LDFLAGS += -pthread -static-libstdc++ -static-libgcc -Wl,--as-needed -Wl,-O1
 
 # Library modules: one static archive per lib/ folder (subfolders included).
-LIB_MODULES := base hash kvm devices vmm snapshot chunk store fuse http assign
+LIB_MODULES := base hash kvm devices vmm snapshot chunk store fuse http assign route
 lib_srcs = $(shell find lib/$(1) -name '*.cpp' 2>/dev/null)
 lib_objs = $(patsubst %.cpp,$(O)/obj/%.o,$(call lib_srcs,$(1)))
 LIB_ARCHIVES := $(foreach m,$(LIB_MODULES),$(if $(call lib_srcs,$(m)),$(O)/lib/libk$(m).a))

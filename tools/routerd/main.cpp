@@ -8,8 +8,7 @@
 #include "base/log.h"
 #include "base/tool.h"
 #include "cli/cli.h"
-#include "http/http_server.h"
-#include "router.h"
+#include "route/router.h"
 
 using namespace kindling;
 
@@ -18,10 +17,9 @@ int main(int argc, char** argv) {
         CLI::App app{"routerd: the AWS Lambda Invoke API (SigV4) in front of assignd and the sandboxes.\n"
                      "Prints the bound address on stdout; SIGHUP reloads the functions and credentials files."};
         CommonFlags common;
-        routerd::RouterOptions o;
-        std::string listen = "127.0.0.1:9001";
+        route::RouterOptions o;
         add_common_flags(app, common, false);
-        app.add_option("--listen", listen, "TCP address to serve the Lambda API on (port 0: any)")
+        app.add_option("--listen", o.listen, "TCP address to serve the Lambda API on (port 0: any)")
             ->capture_default_str();
         app.add_option("--functions", o.functions_path, "Function registry (JSON)")->required();
         app.add_option("--credentials", o.credentials_path, "Access keys: `ACCESS_KEY SECRET TENANT` per line")
@@ -53,22 +51,12 @@ int main(int argc, char** argv) {
         pthread_sigmask(SIG_BLOCK, &set, nullptr);  // before any thread starts
         signal(SIGPIPE, SIG_IGN);
 
-        routerd::Router router(o);
-        HttpServerOptions so;
-        so.max_body_bytes = 16 * 1024 * 1024;  // 413s past 6 MB come from the router, Lambda-style
-        so.label = "Lambda API";
-        so.request_timeout = std::chrono::milliseconds(request_timeout_ms);
-        so.error_formatter = [&router](int status, const std::string& m) { return router.error_response(status, m); };
-        HttpServer server(listen,
-                          HttpAsyncHandler([&router](const HttpRequest& r, HttpResponder respond) {
-                              router.handle(r, std::move(respond));
-                          }),
-                          so);
-        router.attach(&server);
-        server.start();
-        std::printf("%s\n", server.address().c_str());
+        o.request_timeout = std::chrono::milliseconds(request_timeout_ms);
+        route::Router router(o);
+        router.start();
+        std::printf("%s\n", router.address().c_str());
         std::fflush(stdout);
-        log_info("listening on %s (assignd %s)", server.address().c_str(), o.assignd_socket.c_str());
+        log_info("listening on %s (assignd %s)", router.address().c_str(), o.assignd_socket.c_str());
         for (;;) {
             int sig = 0;
             if (sigwait(&set, &sig) != 0) continue;
@@ -79,7 +67,6 @@ int main(int argc, char** argv) {
             log_info("%s: stopping", strsignal(sig));
             break;
         }
-        server.stop();
         router.stop();
         return 0;
     });

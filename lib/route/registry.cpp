@@ -1,11 +1,11 @@
-#include "registry.h"
+#include "route/registry.h"
 
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
 #include "base/io.h"
 
-namespace kindling::routerd {
+namespace kindling::route {
 
 using json = nlohmann::json;
 
@@ -105,4 +105,4 @@ std::vector<const Function*> Registry::of_tenant(const std::string& tenant) cons
     return out;
 }
 
-}  // namespace kindling::routerd
+}  // namespace kindling::route

@@ -1,4 +1,4 @@
-#include "event_queue.h"
+#include "route/event_queue.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -11,7 +11,7 @@
 #include "base/io.h"
 #include "base/log.h"
 
-namespace kindling::routerd {
+namespace kindling::route {
 
 EventQueue::EventQueue(const std::string& dir) {
     if (dir.empty()) return;
@@ -82,4 +82,4 @@ void EventQueue::done(const std::string& id) {
     }
 }
 
-}  // namespace kindling::routerd
+}  // namespace kindling::route

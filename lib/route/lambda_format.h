@@ -1,14 +1,15 @@
-// routerd's Lambda API helpers: request ids, ARNs, Lambda-style error bodies, query
-// parameters, the console tail for Log-Type: Tail, base64, timestamps.
+// The pieces of the Lambda API's wire format routerd writes: request ids, ARNs,
+// Lambda-style error bodies, query parameters, the console tail for Log-Type: Tail,
+// base64, timestamps.
 #pragma once
 
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 
-#include "http/http_server.h"
+#include "http/http_message.h"
 
-namespace kindling::routerd {
+namespace kindling::route {
 
 inline constexpr size_t kLogTail = 4096;  // bytes of console in X-Amz-Log-Result
 
@@ -30,4 +31,4 @@ std::string base64(const std::string& in);
 // Now as 2026-11-27T09:56:52.123Z.
 std::string iso_now_ms();
 
-}  // namespace kindling::routerd
+}  // namespace kindling::route

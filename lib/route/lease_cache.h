@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -19,45 +20,59 @@
 #include <string>
 #include <vector>
 
-namespace kindling::routerd {
+#include "base/clock.h"
 
-struct HeldLease {
+namespace kindling::route {
+
+// A sandbox assignd granted this router (POST /v1/acquire), for one function+version.
+struct Lease {
     std::string function;  // counts against this function's limit
-    std::string sandbox, vsock, lease;
+    std::string key;       // function + '\0' + version: the invokes it may serve
+    std::string sandbox, vsock;
+    std::string id;        // assignd's lease id, for POST /v1/release
     std::string instance;  // the assignd that granted it
     uint64_t drains = 0;   // its drain count then
-    std::chrono::steady_clock::time_point since;
+    bool cold = false;     // restored for the invoke it was granted for
+    Clock::time_point since;  // when it was put in the cache (its hold starts)
 };
+
+// The key of a function+version's leases.
+std::string lease_key(const std::string& function, const std::string& version);
 
 class LeaseCache {
 public:
-    using Clock = std::chrono::steady_clock;
-    explicit LeaseCache(std::chrono::milliseconds hold) : hold_(hold) {}
+    // `hold`: how long a lease is held unused before expired() hands it back (0:
+    // holding is off).  `clock` times the hold; it must outlive the cache.
+    explicit LeaseCache(std::chrono::milliseconds hold, const Clock& clock = Clock::steady())
+        : hold_(hold), clock_(clock) {}
     std::chrono::milliseconds hold() const { return hold_; }
 
     enum class Take { kHeld, kAcquire, kThrottled };
     // kHeld: `out` is a held lease of `key` (function+version).  kAcquire: none is
     // held and the function has fewer than `limit` leases out; one is reserved for
     // the caller, who asks assignd and then calls put() or ended().  kThrottled: the
-    // function had `limit` leases out until `deadline` and none came back.
-    Take take(const std::string& key, const std::string& function, size_t limit, Clock::time_point deadline,
-              HeldLease& out);
+    // function had `limit` leases out until `deadline` (real time) and none came back.
+    Take take(const std::string& key, const std::string& function, size_t limit,
+              std::chrono::steady_clock::time_point deadline, Lease& out);
     // A held lease of `key`, without waiting or reserving anything.
-    std::optional<HeldLease> take_held(const std::string& key);
-    // Keeps a lease for the next invoke.  False when holding is off: the caller
-    // releases it to assignd and calls ended().
-    bool put(const std::string& key, HeldLease h);
+    std::optional<Lease> take_held(const std::string& key);
+    // Keeps a lease (of lease.key) for the next invoke, or hands it straight to a
+    // caller of take() waiting for one of its key; its hold starts now.  False when
+    // holding is off: the caller releases it to assignd and calls ended().
+    bool put(Lease lease);
     // A lease of `function` is over (released, destroyed, or never granted).
     void ended(const std::string& function);
-    // Leases held longer than the hold time (or all of them), removed and no longer
-    // counted: the caller releases them (or forgets them when assignd restarted).
-    std::vector<HeldLease> expired(Clock::time_point now);
-    std::vector<HeldLease> take_all();
+    // Leases held for the hold time or longer (expired), or all of them (take_all),
+    // removed and no longer counted: the caller releases them (or forgets them when
+    // assignd restarted).
+    std::vector<Lease> expired();
+    std::vector<Lease> take_all();
     size_t held() const;
     // Leases out (in use or held): of one function, of all.
     size_t out(const std::string& function) const;
     size_t out() const;
-    // When the longest-waiting caller of take() for `function` started waiting.
+    // When (on the cache's clock) the longest-waiting caller of take() for
+    // `function` started waiting.
     std::optional<Clock::time_point> oldest_wait(const std::string& function) const;
 
 private:
@@ -67,24 +82,25 @@ private:
     struct Waiter {
         const std::string* key;
         std::condition_variable cv;
-        std::optional<HeldLease> lease;  // handed over by put()
-        bool slot = false;               // handed over by ended(): acquire from assignd
+        std::optional<Lease> lease;  // handed over by put()
+        bool slot = false;           // handed over by ended(): acquire from assignd
         Clock::time_point since;
     };
     struct Function {
-        size_t out = 0;                 // leases out: in use or held
+        size_t out = 0;  // leases out: in use or held
         std::deque<Waiter*> waiters;
     };
     // The most recently held lease of `key`, removed (under mu_).
-    std::optional<HeldLease> pop_held_locked(const std::string& key);
+    std::optional<Lease> pop_held_locked(const std::string& key);
     // A freed slot of `fn` to its oldest waiter, if any (under mu_).
     void hand_slot(Function& fn);
-    std::vector<HeldLease> remove_if_locked(Clock::time_point now, bool all);
+    std::vector<Lease> remove_if_locked(bool all);
 
     std::chrono::milliseconds hold_;
+    const Clock& clock_;
     mutable std::mutex mu_;
-    std::map<std::string, std::vector<HeldLease>> held_;  // key -> leases, most recent at back
+    std::map<std::string, std::vector<Lease>> held_;  // key -> leases, most recent at back
     std::map<std::string, Function> functions_;
 };
 
-}  // namespace kindling::routerd
+}  // namespace kindling::route

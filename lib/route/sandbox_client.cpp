@@ -1,27 +1,18 @@
-#include "sandbox_client.h"
+#include "route/sandbox_client.h"
 
-#include <curl/curl.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 
 #include <cerrno>
 #include <cstring>
 #include <memory>
 
-namespace kindling::routerd {
+#include "base/unix_socket.h"
+#include "http/http_server.h"  // FdWatch, destroyed with a pooled connection
+
+namespace kindling::route {
 
 namespace {
-
-struct CurlDeleter {
-    void operator()(CURL* c) const { curl_easy_cleanup(c); }
-};
-
-size_t on_body(char* p, size_t sz, size_t n, void* ud) {
-    static_cast<std::string*>(ud)->append(p, sz * n);
-    return sz * n;
-}
 
 using Clock = std::chrono::steady_clock;
 
@@ -57,16 +48,11 @@ bool send_all(int fd, const std::string& data, Clock::time_point deadline) {
 
 // Connects and performs the CONNECT 9000 handshake.
 UniqueFd open_conn(const std::string& vsock, Clock::time_point deadline, std::string& why) {
-    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    if (vsock.size() >= sizeof a.sun_path) {
-        why = vsock + ": socket path too long";
-        return {};
-    }
-    std::memcpy(a.sun_path, vsock.c_str(), vsock.size() + 1);
-    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) {
-        why = vsock + ": connect: " + std::strerror(errno);
+    int err = 0;
+    UniqueFd fd = try_connect_unix(vsock, &err);
+    if (!fd) {
+        why = vsock + (err == ENAMETOOLONG ? std::string(": socket path too long")
+                                           : ": connect: " + std::string(std::strerror(err)));
         return {};
     }
     if (!send_all(fd.get(), "CONNECT 9000\n", deadline)) {
@@ -196,50 +182,6 @@ void VsockPool::put_back(const std::string& sandbox, const std::string& vsock, V
     if (v.size() < per_sandbox_) v.push_back(std::move(conn));
 }
 
-HttpResult AssignClient::request(const std::string& method, const std::string& path, const std::string& body,
-                                 std::chrono::milliseconds timeout) const {
-    thread_local std::unique_ptr<CURL, CurlDeleter> handle;
-    thread_local std::string handle_socket;
-    if (!handle || handle_socket != socket_) {
-        handle.reset(curl_easy_init());
-        handle_socket = socket_;
-    }
-    HttpResult out;
-    CURL* c = handle.get();
-    if (!c) return {0, "curl_easy_init failed"};
-    curl_easy_reset(c);
-    std::string url = "http://assignd" + path;
-    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, socket_.c_str());
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &out.body);
-    struct curl_slist* hdrs = nullptr;
-    if (method == "POST") {
-        hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
-        hdrs = curl_slist_append(hdrs, "Expect:");
-        curl_easy_setopt(c, CURLOPT_POST, 1L);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.c_str());
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-    }
-    CURLcode rc = curl_easy_perform(c);
-    if (hdrs) curl_slist_free_all(hdrs);
-    if (rc != CURLE_OK) return {0, "assignd " + socket_ + ": " + curl_easy_strerror(rc)};
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out.status);
-    return out;
-}
-
-HttpResult AssignClient::post(const std::string& path, const std::string& json_body,
-                              std::chrono::milliseconds timeout) const {
-    return request("POST", path, json_body, timeout);
-}
-
-HttpResult AssignClient::get(const std::string& path) const {
-    return request("GET", path, "", std::chrono::milliseconds(5000));
-}
-
 GuestAnswer VsockPool::invoke(const std::string& sandbox, const std::string& vsock, const std::string& payload,
                               Clock::time_point deadline, bool* reused) {
     for (int attempt = 0; attempt < 2; ++attempt) {
@@ -276,4 +218,9 @@ void VsockPool::forget(const std::string& sandbox, const std::string& vsock) {
     idle_.erase(sandbox + "\n" + vsock);
 }
 
-}  // namespace kindling::routerd
+void VsockPool::clear() {
+    std::lock_guard lk(mu_);
+    idle_.clear();
+}
+
+}  // namespace kindling::route

@@ -11,7 +11,7 @@
 
 #include "base/fd.h"
 
-namespace kindling::routerd {
+namespace kindling::route {
 
 struct QueuedEvent {
     std::string id, function, version, payload;
@@ -34,4 +34,4 @@ private:
     std::vector<QueuedEvent> pending_;
 };
 
-}  // namespace kindling::routerd
+}  // namespace kindling::route

@@ -1,9 +1,13 @@
-#include "lease_cache.h"
+#include "route/lease_cache.h"
 
-namespace kindling::routerd {
+namespace kindling::route {
+
+std::string lease_key(const std::string& function, const std::string& version) {
+    return function + '\0' + version;
+}
 
 LeaseCache::Take LeaseCache::take(const std::string& key, const std::string& function, size_t limit,
-                                  Clock::time_point deadline, HeldLease& out) {
+                                  std::chrono::steady_clock::time_point deadline, Lease& out) {
     std::unique_lock lk(mu_);
     Function& fn = functions_[function];
     if (auto h = pop_held_locked(key)) {
@@ -14,7 +18,7 @@ LeaseCache::Take LeaseCache::take(const std::string& key, const std::string& fun
         fn.out++;
         return Take::kAcquire;
     }
-    Waiter me{&key, {}, std::nullopt, false, Clock::now()};
+    Waiter me{&key, {}, std::nullopt, false, clock_.now()};
     fn.waiters.push_back(&me);
     while (!me.lease && !me.slot)
         if (me.cv.wait_until(lk, deadline) == std::cv_status::timeout && !me.lease && !me.slot) {
@@ -28,16 +32,16 @@ LeaseCache::Take LeaseCache::take(const std::string& key, const std::string& fun
     return Take::kAcquire;  // hand_slot counted it
 }
 
-std::optional<HeldLease> LeaseCache::pop_held_locked(const std::string& key) {
+std::optional<Lease> LeaseCache::pop_held_locked(const std::string& key) {
     auto it = held_.find(key);
     if (it == held_.end()) return std::nullopt;
-    HeldLease h = std::move(it->second.back());
+    Lease h = std::move(it->second.back());
     it->second.pop_back();
     if (it->second.empty()) held_.erase(it);
     return h;
 }
 
-std::optional<HeldLease> LeaseCache::take_held(const std::string& key) {
+std::optional<Lease> LeaseCache::take_held(const std::string& key) {
     std::lock_guard lk(mu_);
     return pop_held_locked(key);
 }
@@ -51,19 +55,21 @@ void LeaseCache::hand_slot(Function& fn) {
     w->cv.notify_one();
 }
 
-bool LeaseCache::put(const std::string& key, HeldLease h) {
+bool LeaseCache::put(Lease lease) {
     if (hold_.count() <= 0) return false;
+    lease.since = clock_.now();
     std::lock_guard lk(mu_);
-    Function& fn = functions_[h.function];
+    Function& fn = functions_[lease.function];
     for (auto it = fn.waiters.begin(); it != fn.waiters.end(); ++it)
-        if (*(*it)->key == key) {
+        if (*(*it)->key == lease.key) {
             Waiter* w = *it;
             fn.waiters.erase(it);
-            w->lease = std::move(h);
+            w->lease = std::move(lease);
             w->cv.notify_one();
             return true;
         }
-    held_[key].push_back(std::move(h));
+    std::string key = lease.key;
+    held_[key].push_back(std::move(lease));
     return true;
 }
 
@@ -74,8 +80,9 @@ void LeaseCache::ended(const std::string& function) {
     hand_slot(fn);
 }
 
-std::vector<HeldLease> LeaseCache::remove_if_locked(Clock::time_point now, bool all) {
-    std::vector<HeldLease> gone;
+std::vector<Lease> LeaseCache::remove_if_locked(bool all) {
+    Clock::time_point now = clock_.now();
+    std::vector<Lease> gone;
     for (auto it = held_.begin(); it != held_.end();) {
         auto& v = it->second;
         // Oldest first: once one is young enough, the rest are too.
@@ -85,7 +92,7 @@ std::vector<HeldLease> LeaseCache::remove_if_locked(Clock::time_point now, bool 
         v.erase(v.begin(), v.begin() + static_cast<long>(n));
         it = v.empty() ? held_.erase(it) : std::next(it);
     }
-    for (const HeldLease& h : gone) {
+    for (const Lease& h : gone) {
         Function& fn = functions_[h.function];
         if (fn.out > 0) fn.out--;
         hand_slot(fn);
@@ -93,14 +100,14 @@ std::vector<HeldLease> LeaseCache::remove_if_locked(Clock::time_point now, bool 
     return gone;
 }
 
-std::vector<HeldLease> LeaseCache::expired(Clock::time_point now) {
+std::vector<Lease> LeaseCache::expired() {
     std::lock_guard lk(mu_);
-    return remove_if_locked(now, false);
+    return remove_if_locked(false);
 }
 
-std::vector<HeldLease> LeaseCache::take_all() {
+std::vector<Lease> LeaseCache::take_all() {
     std::lock_guard lk(mu_);
-    return remove_if_locked(Clock::now(), true);
+    return remove_if_locked(true);
 }
 
 size_t LeaseCache::out(const std::string& function) const {
@@ -109,7 +116,7 @@ size_t LeaseCache::out(const std::string& function) const {
     return it == functions_.end() ? 0 : it->second.out;
 }
 
-std::optional<LeaseCache::Clock::time_point> LeaseCache::oldest_wait(const std::string& function) const {
+std::optional<Clock::time_point> LeaseCache::oldest_wait(const std::string& function) const {
     std::lock_guard lk(mu_);
     auto it = functions_.find(function);
     if (it == functions_.end() || it->second.waiters.empty()) return std::nullopt;
@@ -130,4 +137,4 @@ size_t LeaseCache::held() const {
     return n;
 }
 
-}  // namespace kindling::routerd
+}  // namespace kindling::route

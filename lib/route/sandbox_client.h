@@ -1,38 +1,22 @@
-// routerd's two clients: assignd (HTTP/JSON on its Unix socket, assign/assign_api.h,
-// through libcurl) and the sandboxes (the nano invoke protocol on the VM's hybrid-vsock
-// Unix socket), with a pool of open vsock connections per sandbox.
+// routerd's client of the sandboxes: the nano invoke protocol on a VM's hybrid-vsock
+// Unix socket (`CONNECT 9000`, then `INVOKE <n>\n` + payload, answered `OK <n>\n` or
+// `ERR <n>\n` + bytes), with a pool of open connections per sandbox.
 #pragma once
 
 #include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <string>
 #include <vector>
 
 #include "base/fd.h"
 
-namespace kindling::routerd {
+namespace kindling {
+class FdWatch;
+}
 
-struct HttpResult {
-    long status = 0;  // 0: transport failure (message in body)
-    std::string body;
-};
-
-class AssignClient {
-public:
-    explicit AssignClient(std::string socket_path) : socket_(std::move(socket_path)) {}
-    // One libcurl handle per calling thread (keep-alive to assignd).
-    HttpResult post(const std::string& path, const std::string& json_body,
-                    std::chrono::milliseconds timeout) const;
-    HttpResult get(const std::string& path) const;
-
-private:
-    HttpResult request(const std::string& method, const std::string& path, const std::string& body,
-                       std::chrono::milliseconds timeout) const;
-    std::string socket_;
-};
+namespace kindling::route {
 
 struct GuestAnswer {
     enum Kind { kOk, kErr, kTimeout, kBroken } kind = kBroken;
@@ -68,14 +52,15 @@ bool hung_up(int fd);
 bool send_invoke(int fd, const std::string& payload, std::chrono::steady_clock::time_point deadline);
 
 // An open connection to a sandbox.  `watch`: its registration with routerd's HTTP
-// I/O thread, made on first use there and kept with it (destroyed before the fd).
+// I/O thread (HttpServer::watch), made on first use there and kept with it
+// (destroyed before the fd).
 struct VsockConn {
     UniqueFd fd;
-    std::shared_ptr<void> watch;
+    std::shared_ptr<FdWatch> watch;
     explicit operator bool() const { return static_cast<bool>(fd); }
 };
 
-// Open connections to sandboxes, keyed by sandbox id + vsock path.
+// Open connections to sandboxes, keyed by sandbox id + vsock path.  Thread-safe.
 class VsockPool {
 public:
     explicit VsockPool(size_t per_sandbox = 4) : per_sandbox_(per_sandbox) {}
@@ -93,6 +78,8 @@ public:
     bool alive(const std::string& sandbox, const std::string& vsock);
     // Drops every pooled connection of a sandbox (destroyed).
     void forget(const std::string& sandbox, const std::string& vsock);
+    // Drops every pooled connection (at shutdown, while their watches' server exists).
+    void clear();
 
 private:
     std::mutex mu_;
@@ -100,4 +87,4 @@ private:
     size_t per_sandbox_;
 };
 
-}  // namespace kindling::routerd
+}  // namespace kindling::route

@@ -1,4 +1,4 @@
-#include "lambda_api.h"
+#include "route/lambda_format.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -13,7 +13,7 @@
 
 #include "http/sigv4_verify.h"
 
-namespace kindling::routerd {
+namespace kindling::route {
 
 using json = nlohmann::json;
 
@@ -113,4 +113,4 @@ std::string iso_now_ms() {
     return buf;
 }
 
-}  // namespace kindling::routerd
+}  // namespace kindling::route

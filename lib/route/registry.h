@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-namespace kindling::routerd {
+namespace kindling::route {
 
 struct Snapshot {
     std::string dir;       // local snapshot directory, or
@@ -46,4 +46,4 @@ private:
     std::map<std::string, Function> by_name_;  // names are unique across tenants
 };
 
-}  // namespace kindling::routerd
+}  // namespace kindling::route
