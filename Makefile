@@ -84,6 +84,7 @@ $(O)/man/%: man/%.scd
 
 # Nano guests: freestanding, own flags and linker script (guest/nano/Makefile.inc).
 include guest/nano/Makefile.inc
+include guest/linux/Makefile.inc
 
 deps:
 	scripts/install-deps.sh

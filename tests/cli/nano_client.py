@@ -13,6 +13,9 @@ one connection:
   exit STATUS        send EXIT STATUS and read the OK 0
   expect-eof         the guest must close the connection now
 
+Options before the steps: --port=N (default 9000), --timeout=SECONDS (connect and
+each answer; default 10).
+
 Exit status: 0 all steps passed, 1 a check failed (the reason on stderr).
 """
 import json
@@ -89,11 +92,17 @@ def main(argv):
         sys.stderr.write(__doc__)
         return 64
     path, steps = argv[1], argv[2:]
-    port = 9000
-    if steps[0].startswith("--port="):
-        port = int(steps[0][7:])
+    port, timeout = 9000, 10.0
+    while steps and steps[0].startswith("--"):
+        name, _, value = steps[0][2:].partition("=")
+        if name == "port":
+            port = int(value)
+        elif name == "timeout":
+            timeout = float(value)
+        else:
+            raise Fail("unknown option %r" % steps[0])
         steps = steps[1:]
-    c = Conn(path, port, 10.0)
+    c = Conn(path, port, timeout)
     i = 0
     while i < len(steps):
         step = steps[i]

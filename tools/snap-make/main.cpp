@@ -1,4 +1,4 @@
-// snap-make: boot a nano guest (or restore a base layer), wait until it reports
+// snap-make: boot a nano or Linux guest (or restore a base layer), wait until it reports
 // the requested initialisation stage, pause it there and write a snapshot layer.
 #include <fcntl.h>
 #include <signal.h>
@@ -24,6 +24,8 @@ namespace {
 struct Flags {
     CommonFlags common;
     std::string nano;
+    std::string kernel;  // a Linux guest (vmlinux or bzImage)
+    std::string initrd;
     std::string out;
     std::string base;
     uint32_t stage = KN_READY_SERVING;
@@ -36,8 +38,9 @@ struct Flags {
 
 int run(Flags& f) {
     apply_common_flags(f.common);
-    if (f.nano.empty() == f.base.empty())
-        throw UsageError("give --nano FILE (a full layer) or --base DIR (a diff layer over it), not both");
+    if (!f.nano.empty() + !f.kernel.empty() + !f.base.empty() != 1)
+        throw UsageError("give one of --nano FILE or --kernel FILE (a full layer) or --base DIR (a diff layer over it)");
+    if (!f.initrd.empty() && f.kernel.empty()) throw UsageError("--initrd goes with --kernel");
     if (!f.base.empty() && (f.mem_mib != 128 || !f.boot_args.empty()))
         throw UsageError("--mem and --boot-args come from the base layer when --base is given");
     if (::access(f.out.c_str(), F_OK) == 0) throw SysError(f.out, EEXIST);
@@ -54,7 +57,7 @@ int run(Flags& f) {
     std::string uds = f.out + ".snap-make.vsock";
     ::unlink(uds.c_str());
     auto t0 = std::chrono::steady_clock::now();
-    if (f.nano.empty()) {
+    if (!f.base.empty()) {
         RestoreRequest r;
         r.dir = f.base;
         r.track_dirty_pages = true;
@@ -66,8 +69,9 @@ int run(Flags& f) {
         m.set_machine_config(mc);
         m.set_vsock(VsockConfig{3, uds});
         BootSource b;
-        b.kernel_image_path = f.nano;
-        b.kind = GuestKind::kNano;
+        b.kernel_image_path = f.nano.empty() ? f.kernel : f.nano;
+        b.kind = f.nano.empty() ? GuestKind::kLinux : GuestKind::kNano;
+        b.initrd_path = f.initrd;
         b.boot_args = f.boot_args;
         m.set_boot_source(b);
         m.start();
@@ -131,12 +135,14 @@ int run(Flags& f) {
 
 int main(int argc, char** argv) {
     log_init("snap-make", LogLevel::kNormal);
-    CLI::App app{"snap-make: boot a nano guest (or restore --base), wait until it reports an\n"
+    CLI::App app{"snap-make: boot a nano or Linux guest (or restore --base), wait until it reports an\n"
                  "initialisation stage, pause there and write a snapshot layer to --out.",
                  "snap-make"};
     Flags f;
     add_common_flags(app, f.common);
     app.add_option("--nano", f.nano, "Nano guest ELF to boot (a full layer)");
+    app.add_option("--kernel", f.kernel, "Linux guest kernel (vmlinux or bzImage) to boot (a full layer); its agent reports the stage");
+    app.add_option("--initrd", f.initrd, "Initramfs for --kernel");
     app.add_option("--base", f.base, "Parent layer to restore; writes a diff layer over it");
     app.add_option("--out", f.out, "Snapshot directory to create")->required();
     app.add_option("--stage", f.stage, "Initialisation stage to snapshot at (0 = serving, the default; 1 = runtime up)");
