@@ -1,50 +1,41 @@
-// assignd's service (issue 7): serves assign_api.h over lib/http's async server and
-// places sandboxes on this host.  A sandbox is one `fc-launch --restore DIR --vsock
-// RUN_DIR/sb-N.sock` process in its own process group; a watcher thread polls the
-// pidfd of every sandbox (death -> dead, journaled, lease void), expires waiting
-// acquires (429) and reaps idle sandboxes after the TTL.  A cold acquire is placed on
-// its own thread, so restores never block the API: one restore per waiting request at
-// most (no placement storm), bounded by the function's concurrency and host capacity.
+// assignd's service (issue 7): an Assigner (assigner.h: placement, sandboxes, the
+// timer) served by AssignHttpApi (assign_http.h) over lib/http's async server on a
+// Unix socket.  This file only wires them together and orders their shutdown.
 #pragma once
 
-#include <cstdint>
 #include <memory>
 #include <string>
 
+#include "assign/assigner.h"
+
 namespace kindling {
 
+class AssignHttpApi;
+class HttpServer;
 class Journal;
-
-struct AssignOptions {
-    std::string socket;        // API Unix socket path
-    std::string run_dir;       // sandbox sockets and logs
-    std::string fc_launch = "fc-launch";
-    std::string snapfs = "snapfs";
-    size_t capacity = 64;      // live sandboxes on this host
-    int64_t idle_ttl_ms = 300000;
-    int64_t ready_timeout_ms = 10000;  // restore until the vsock socket accepts
-    int64_t stop_timeout_ms = 3000;    // SIGTERM -> SIGKILL
-};
 
 class AssignService {
 public:
     // Rebuilds the table from `journal` (live recorded sandboxes become idle again,
-    // others dead) and binds the API socket.
-    AssignService(AssignOptions options, std::unique_ptr<Journal> journal);
+    // others dead) and binds the API socket.  `clock` must outlive the service.
+    AssignService(AssignOptions options, std::unique_ptr<Journal> journal, const Clock& clock = Clock::steady());
     ~AssignService();
     AssignService(const AssignService&) = delete;
     AssignService& operator=(const AssignService&) = delete;
 
+    // Starts the timer thread and accepting requests.
     void start();
     // Stops accepting, stops every sandbox (journaled as destroyed), closes the
     // journal.  Idempotent.
     void stop();
+    // The API socket's address, once bound; "" after stop().
     std::string address() const;
 
-    struct Impl;
-
 private:
-    std::unique_ptr<Impl> impl_;
+    std::unique_ptr<Journal> journal_;
+    std::unique_ptr<Assigner> assigner_;
+    std::unique_ptr<AssignHttpApi> api_;
+    std::unique_ptr<HttpServer> server_;
 };
 
 }  // namespace kindling

@@ -8,11 +8,6 @@
 
 namespace kindling {
 
-int64_t steady_ms() {
-    using namespace std::chrono;
-    return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
-}
-
 int64_t wall_ms() {
     using namespace std::chrono;
     return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
@@ -64,7 +59,7 @@ void SandboxTable::rebuild() {
     sandboxes_.clear();
     idle_.clear();
     leases_.clear();
-    int64_t now = steady_ms();
+    Clock::time_point now = clock_.now();
     journal_.replay([&](const JournalRecord& r) {
         if (r.sandbox.rfind("sb-", 0) == 0) {
             uint64_t n = std::strtoull(r.sandbox.c_str() + 3, nullptr, 10);
@@ -78,7 +73,7 @@ void SandboxTable::rebuild() {
             s.pid = r.pid;
             s.vsock = r.vsock;
             s.state = SandboxState::kCreating;
-            s.last_used_ms = now;
+            s.last_used = now;
             sandboxes_[s.id] = std::move(s);
             return;
         }
@@ -105,7 +100,7 @@ Sandbox& SandboxTable::create(const std::string& function, const std::string& ve
     s.version = version;
     s.vsock = run_dir + "/" + s.id + ".sock";
     s.state = SandboxState::kCreating;
-    s.last_used_ms = steady_ms();
+    s.last_used = clock_.now();
     auto [it, inserted] = sandboxes_.emplace(s.id, std::move(s));
     return it->second;
 }
@@ -140,7 +135,7 @@ void SandboxTable::to_busy(Sandbox& s) {
     s.lease = "L" + s.id.substr(3) + "-" + std::to_string(next_lease_++);
     leases_[s.lease] = s.id;
     s.invokes++;
-    s.last_used_ms = steady_ms();
+    s.last_used = clock_.now();
     record(SandboxEvent::kBusy, s);
 }
 
@@ -149,7 +144,7 @@ void SandboxTable::to_idle(Sandbox& s) {
     s.lease.clear();
     unlink_idle(s);  // a sandbox replayed as idle is in no list yet
     s.state = SandboxState::kIdle;
-    s.last_used_ms = steady_ms();
+    s.last_used = clock_.now();
     idle_[key(s.function, s.version)].push_back(s.id);
     record(SandboxEvent::kIdle, s);
 }
@@ -198,8 +193,17 @@ std::vector<Sandbox*> SandboxTable::idle_lru() {
     for (auto& [k, q] : idle_)
         for (const auto& id : q)
             if (Sandbox* s = find(id)) out.push_back(s);
-    std::sort(out.begin(), out.end(),
-              [](const Sandbox* a, const Sandbox* b) { return a->last_used_ms < b->last_used_ms; });
+    std::sort(out.begin(), out.end(), [](const Sandbox* a, const Sandbox* b) { return a->last_used < b->last_used; });
+    return out;
+}
+
+std::vector<Sandbox*> SandboxTable::idle_longer_than(Clock::duration ttl) {
+    Clock::time_point now = clock_.now();
+    std::vector<Sandbox*> out;
+    for (Sandbox* s : idle_lru()) {
+        if (now - s->last_used < ttl) break;
+        out.push_back(s);
+    }
     return out;
 }
 

@@ -1,8 +1,8 @@
 // assignd's sandbox state machine (issue 7): creating -> idle <-> busy -> dead, every
 // change written to the Journal, the whole table rebuilt from it on start.  Keeps a
 // most-recently-used idle list per function+version and counts per function what
-// Lambda's concurrency limit counts (creating + busy).  Not thread-safe: the owner
-// holds its lock around every call.
+// Lambda's concurrency limit counts (creating + busy).  Idle times are kept on an
+// injectable Clock.  Not thread-safe: the owner holds its lock around every call.
 #pragma once
 
 #include <algorithm>
@@ -15,6 +15,7 @@
 
 #include "assign/assign_api.h"
 #include "assign/journal.h"
+#include "base/clock.h"
 
 namespace kindling {
 
@@ -27,13 +28,15 @@ struct Sandbox {
     std::string vsock;
     std::string lease;      // while busy
     uint64_t invokes = 0;   // acquires served
-    int64_t last_used_ms = 0;  // steady clock: when it last became idle or busy
+    Clock::time_point last_used;  // the table's clock: when it last became idle or busy
     bool stop_on_release = false;  // drained while busy
 };
 
 class SandboxTable {
 public:
-    explicit SandboxTable(Journal& journal) : journal_(journal) {}
+    // `journal` and `clock` must outlive the table.
+    explicit SandboxTable(Journal& journal, const Clock& clock = Clock::steady())
+        : journal_(journal), clock_(clock) {}
 
     // Replays the journal into an empty table.  Sandboxes come back in their last
     // recorded state (the caller checks which are still alive); destroyed ones are
@@ -63,6 +66,9 @@ public:
     std::vector<const Sandbox*> all() const;
     // Idle sandboxes, least recently used first.
     std::vector<Sandbox*> idle_lru();
+    // Idle sandboxes unused for `ttl` or longer on the table's clock, least recently
+    // used first.
+    std::vector<Sandbox*> idle_longer_than(Clock::duration ttl);
 
     // creating + busy of a function (all versions): what its concurrency limit counts.
     size_t active(const std::string& function) const;
@@ -81,6 +87,7 @@ private:
     uint64_t record(SandboxEvent ev, const Sandbox& s);
 
     Journal& journal_;
+    const Clock& clock_;
     std::map<std::string, Sandbox> sandboxes_;
     std::map<std::string, std::deque<std::string>> idle_;  // key -> ids, most recent at back
     std::map<std::string, std::string> leases_;           // lease -> id
@@ -88,7 +95,7 @@ private:
     uint64_t next_lease_ = 1;
 };
 
-int64_t steady_ms();
+// The wall clock in ms since the epoch (journal records, /v1/sandboxes).
 int64_t wall_ms();
 
 }  // namespace kindling

@@ -7,6 +7,7 @@
 
 #include "assign/journal.h"
 #include "assign/sandbox_table.h"
+#include "base/clock.h"
 #include "base/log.h"
 
 using namespace kindling;
@@ -101,5 +102,43 @@ TEST_CASE("sandbox table: a journal compacted to state_records() rebuilds the sa
     CHECK(t.find("sb-4")->state == SandboxState::kDead);
     CHECK(t.find("sb-5") == nullptr);
     CHECK(t.create("f", "1", "/run").id == "sb-7");
+    std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("sandbox table: idle_longer_than decides on the table's clock, least recently used first") {
+    ScopedLogLevel quiet(LogLevel::kQuiet);
+    char tmpl[] = "/tmp/kindling-table.XXXXXX";
+    std::string dir = ::mkdtemp(tmpl);
+    {
+        ManualClock clock;
+        FileJournal j(dir + "/j");
+        SandboxTable t(j, clock);
+        Sandbox& a = t.create("f", "1", "/run");
+        t.set_pid(a.id, 101);
+        t.to_idle(a);
+        clock.advance(std::chrono::seconds(1));
+        Sandbox& b = t.create("g", "1", "/run");
+        t.set_pid(b.id, 102);
+        t.to_idle(b);
+        Sandbox& c = t.create("h", "1", "/run");
+        t.set_pid(c.id, 103);
+        t.to_busy(c);  // busy: never counted, however old
+        CHECK(t.idle_longer_than(std::chrono::seconds(2)).empty());
+        clock.advance(std::chrono::seconds(1));
+        auto old = t.idle_longer_than(std::chrono::seconds(2));
+        REQUIRE(old.size() == 1);
+        CHECK(old[0] == &a);
+        clock.advance(std::chrono::seconds(1));
+        old = t.idle_longer_than(std::chrono::seconds(2));
+        REQUIRE(old.size() == 2);
+        CHECK(old[0] == &a);
+        CHECK(old[1] == &b);
+        t.to_busy(a);  // used again: its idle time starts over on release
+        t.to_idle(a);
+        old = t.idle_longer_than(std::chrono::seconds(2));
+        REQUIRE(old.size() == 1);
+        CHECK(old[0] == &b);
+        j.close();
+    }
     std::filesystem::remove_all(dir);
 }
