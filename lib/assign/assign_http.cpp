@@ -166,6 +166,7 @@ HttpResponse AssignHttpApi::metrics() {
     m.family("kindling_assign_acquires_total", "counter", "Acquires served, warm (an idle sandbox) or cold (restored).");
     m.sample("kindling_assign_acquires_total", st.acquires_warm, "kind", "warm");
     m.sample("kindling_assign_acquires_total", st.acquires_cold, "kind", "cold");
+    m.gauge("kindling_assign_acquires_waiting", "Acquires waiting for a sandbox to free up.", st.waiting);
     m.counter("kindling_assign_throttles_total", "Acquires answered 429.", st.throttles);
     m.counter("kindling_assign_restores_total", "Sandboxes restored.", st.restores);
     m.counter("kindling_assign_restore_failures_total", "Placements that failed.", st.restore_failures);

@@ -424,6 +424,7 @@ AssignStats Assigner::stats() {
     AssignStats s = stats_;
     for (SandboxState st : {SandboxState::kCreating, SandboxState::kIdle, SandboxState::kBusy, SandboxState::kDead})
         s.sandboxes[static_cast<int>(st)] = table_.count(st);
+    s.waiting = waiters_.size();
     return s;
 }
 

@@ -86,6 +86,7 @@ struct DrainResult {
 
 struct AssignStats {
     size_t sandboxes[4] = {};  // by SandboxState
+    size_t waiting = 0;        // acquires waiting for a sandbox to free up
     uint64_t acquires_warm = 0, acquires_cold = 0, throttles = 0, restores = 0, restore_failures = 0,
              deaths = 0, reaped = 0;
 };

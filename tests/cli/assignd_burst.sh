@@ -37,8 +37,7 @@ b = [json.load(open(f"{t}/hot.{i}.body")) for i in range(n)]
 assert len({x["sandbox"] for x in b}) == n and len({x["lease"] for x in b}) == n, b
 assert all(x["cold"] for x in b), b
 PY
-api http://a/metrics >/dev/null
-R=$(sed -n 's/^kindling_assign_restores_total //p' "$T/body")
+R=$(metric kindling_assign_restores_total)
 [ "$R" -le $N ] || fail "$R restores for $N acquires (placement storm)"
 assert_eq "$R" $N "restores"
 
@@ -62,7 +61,7 @@ curl -s --unix-socket "$T/a.sock" -o "$T/wait.body" -w '%{http_code}' \
     -d '{"function": "lim", "snapshot": {"dir": "'"$T/snap"'"}, "concurrency": 2, "wait_ms": 5000}' \
     http://a/v1/acquire >"$T/wait.code" &
 W=$!
-sleep 0.3
+wait_metric kindling_assign_acquires_waiting 1
 assert_eq "$(api -d '{"lease": "'"$L"'"}' http://a/v1/release)" 204 "release"
 wait $W
 assert_eq "$(cat "$T/wait.code")" 200 "waiting acquire: $(cat "$T/wait.body")"

@@ -31,7 +31,11 @@ kill -9 $AD; wait $AD 2>/dev/null; PIDS=""
 # One sandbox dies while assignd is down.
 VICTIM=$(python3 -c 'import json,sys; l=json.load(open(sys.argv[1])); print(l[0]["id"], l[0]["pid"])' "$T/before.json")
 kill -9 "${VICTIM#* }"
-sleep 0.1
+i=0
+while kill -0 "${VICTIM#* }" 2>/dev/null; do
+    i=$((i + 1)); [ $i -gt 500 ] && fail "sandbox ${VICTIM% *} still runs after kill -9"
+    sleep 0.01
+done
 
 : >"$T/out"
 start_assignd
