@@ -177,4 +177,40 @@ void I8042::restore(const I8042State& s) {
     update_status();
 }
 
+namespace {
+
+enum I8042Field : uint16_t {
+    kFieldStatus = 1,
+    kFieldControl = 2,
+    kFieldOutputPort = 3,
+    kFieldPendingCommand = 4,
+    kFieldOut = 5,
+};
+
+}  // namespace
+
+void I8042::save_to(TlvWriter& out) {
+    const I8042State s = save();
+    out.integer(kFieldStatus, s.status);
+    out.integer(kFieldControl, s.control);
+    out.integer(kFieldOutputPort, s.outp);
+    out.integer(kFieldPendingCommand, s.pending_cmd);
+    out.bytes(kFieldOut, s.out);
+}
+
+void I8042::restore_from(TlvReader& in) {
+    TlvFields f(in);
+    I8042State s;
+    s.status = f.integer<uint8_t>(kFieldStatus, "status");
+    s.control = f.integer<uint8_t>(kFieldControl, "control");
+    s.outp = f.integer<uint8_t>(kFieldOutputPort, "output port");
+    s.pending_cmd = f.integer<uint8_t>(kFieldPendingCommand, "pending command");
+    auto buf = f.bytes(kFieldOut, "output buffer");
+    if (buf.size() > kBufferSize)
+        f.fail("output buffer of " + std::to_string(buf.size()) + " bytes exceeds " + std::to_string(kBufferSize));
+    s.out.assign(buf.begin(), buf.end());
+    f.finish();
+    restore(s);
+}
+
 }  // namespace kindling

@@ -14,9 +14,11 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "devices/bus.h"
+#include "devices/persistent.h"
 
 namespace kindling {
 
@@ -30,7 +32,7 @@ struct I8042State {
     std::vector<uint8_t> out;  // bytes queued for the guest on port 0x60
 };
 
-class I8042 : public BusDevice {
+class I8042 : public BusDevice, public Persistent {
 public:
     static constexpr uint64_t kDataPort = 0x60;
     static constexpr uint64_t kCommandPort = 0x64;
@@ -54,6 +56,12 @@ public:
 
     I8042State save() const;
     void restore(const I8042State& s);
+
+    // Persistent: "i8042"; one field per register and the queued output bytes (at
+    // most kBufferSize).
+    std::string persist_id() const override { return "i8042"; }
+    void save_to(TlvWriter& out) override;
+    void restore_from(TlvReader& in) override;
 
 private:
     void push(uint8_t b);

@@ -221,4 +221,53 @@ void Serial::restore(const SerialState& s) {
     irq_line_ = interrupt_id() != kIirNone;
 }
 
+namespace {
+
+enum SerialField : uint16_t {
+    kFieldDll = 1,
+    kFieldDlm = 2,
+    kFieldIer = 3,
+    kFieldLcr = 4,
+    kFieldMcr = 5,
+    kFieldScr = 6,
+    kFieldFcr = 7,
+    kFieldThrEmptyPending = 8,
+    kFieldRx = 9,
+};
+
+}  // namespace
+
+void Serial::save_to(TlvWriter& out) {
+    const SerialState s = save();
+    out.integer(kFieldDll, s.dll);
+    out.integer(kFieldDlm, s.dlm);
+    out.integer(kFieldIer, s.ier);
+    out.integer(kFieldLcr, s.lcr);
+    out.integer(kFieldMcr, s.mcr);
+    out.integer(kFieldScr, s.scr);
+    out.integer(kFieldFcr, s.fcr);
+    out.boolean(kFieldThrEmptyPending, s.thr_empty_pending);
+    out.bytes(kFieldRx, s.rx);
+}
+
+void Serial::restore_from(TlvReader& in) {
+    TlvFields f(in);
+    SerialState s;
+    s.dll = f.integer<uint8_t>(kFieldDll, "dll");
+    s.dlm = f.integer<uint8_t>(kFieldDlm, "dlm");
+    s.ier = f.integer<uint8_t>(kFieldIer, "ier");
+    s.lcr = f.integer<uint8_t>(kFieldLcr, "lcr");
+    s.mcr = f.integer<uint8_t>(kFieldMcr, "mcr");
+    s.scr = f.integer<uint8_t>(kFieldScr, "scr");
+    s.fcr = f.integer<uint8_t>(kFieldFcr, "fcr");
+    s.thr_empty_pending = f.boolean(kFieldThrEmptyPending, "thr_empty_pending");
+    auto rx = f.bytes(kFieldRx, "rx");
+    if (rx.size() > kRxCapacity)
+        f.fail("receive buffer of " + std::to_string(rx.size()) + " bytes exceeds the FIFO (" +
+               std::to_string(kRxCapacity) + ")");
+    s.rx.assign(rx.begin(), rx.end());
+    f.finish();
+    restore(s);
+}
+
 }  // namespace kindling

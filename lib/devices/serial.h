@@ -15,9 +15,11 @@
 #include <deque>
 #include <mutex>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "devices/bus.h"
+#include "devices/persistent.h"
 
 namespace kindling {
 
@@ -37,7 +39,7 @@ struct SerialState {
     std::vector<uint8_t> rx;
 };
 
-class Serial : public BusDevice {
+class Serial : public BusDevice, public Persistent {
 public:
     static constexpr uint64_t kCom1Base = 0x3f8;
     static constexpr uint64_t kPortCount = 8;
@@ -60,6 +62,12 @@ public:
 
     SerialState save() const;
     void restore(const SerialState& s);
+
+    // Persistent: "serial"; one field per register, the THR-empty flag and the
+    // unread input (at most kRxCapacity bytes).
+    std::string persist_id() const override { return "serial"; }
+    void save_to(TlvWriter& out) override;
+    void restore_from(TlvReader& in) override;
 
 private:
     uint8_t read_reg(uint64_t offset);

@@ -17,12 +17,8 @@
 #include "base/error.h"
 #include "base/io.h"
 #include "base/log.h"
+#include "devices/bus.h"
 #include "devices/i8042.h"
-#include "devices/interrupt.h"
-#include "devices/serial.h"
-#include "devices/virtio/virtio_blk.h"
-#include "devices/virtio/virtio_mmio.h"
-#include "devices/virtio/virtio_vsock.h"
 #include "kindling/nano_abi.h"
 #include "kvm/elf.h"
 #include "kvm/linux_boot.h"
@@ -31,6 +27,7 @@
 #include "snapshot/access_log.h"
 #include "snapshot/snapshot_dir.h"
 #include "snapshot/uffd_memory.h"
+#include "vmm/device_manager.h"
 
 namespace kindling {
 
@@ -65,35 +62,6 @@ void console_write(int fd, const void* data, size_t len) {
         log_debug("%s", e.what());
     }
 }
-
-// Interrupt for nano guests: ends a KN_PORT_WAIT.
-class NanoInterrupt : public Interrupt {
-public:
-    NanoInterrupt(std::atomic<bool>& flag, EventLoop& loop) : flag_(flag), loop_(loop) {}
-    void trigger() override {
-        if (!flag_.exchange(true)) loop_.wake();
-    }
-
-private:
-    std::atomic<bool>& flag_;
-    EventLoop& loop_;
-};
-
-// Interrupt for linux guests: an eventfd registered with KVM as an irqfd.
-class IrqFdInterrupt : public Interrupt {
-public:
-    IrqFdInterrupt(Vm& vm, uint32_t gsi) : fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
-        if (!fd_) throw_errno("eventfd");
-        vm.add_irqfd(fd_.get(), gsi);
-    }
-    void trigger() override {
-        uint64_t one = 1;
-        (void)!::write(fd_.get(), &one, sizeof one);
-    }
-
-private:
-    UniqueFd fd_;
-};
 
 // Firecracker's LAPIC setup (arch/x86_64/interrupts.rs): LINT0 as ExtINT so the
 // PIC's interrupts reach the CPU, LINT1 as NMI.
@@ -281,11 +249,11 @@ void Machine::build() {
         p.cmdline = c.boot.boot_args;
         p.tsc_khz = vm_->tsc_khz();
         p.guest_cid = c.vsock ? c.vsock->guest_cid : 0;
-        for (size_t i = 0; i < virtio_.size(); ++i) {
+        for (const auto& slot : devices_->virtio_slots()) {
             kn_device d{};
-            d.mmio_base = KN_MMIO_BASE + i * KN_MMIO_STRIDE;
+            d.mmio_base = slot.base;
             d.mmio_size = KN_MMIO_STRIDE;
-            d.device_id = virtio_device_ids_[i];
+            d.device_id = slot.device_id;
             p.devices.push_back(d);
         }
         nano_st = setup_nano(*mem_, img, p);
@@ -293,10 +261,10 @@ void Machine::build() {
         LinuxBootParams p;
         p.cmdline = c.boot.boot_args;
         // virtio-mmio devices are announced on the command line (no ACPI/DT here).
-        for (size_t i = 0; i < virtio_.size(); ++i) {
+        for (const auto& slot : devices_->virtio_slots()) {
             char dev[80];
             std::snprintf(dev, sizeof dev, " virtio_mmio.device=4K@0x%llx:%u",
-                          static_cast<unsigned long long>(KN_MMIO_BASE + i * KN_MMIO_STRIDE), kFirstVirtioIrq + static_cast<unsigned>(i));
+                          static_cast<unsigned long long>(slot.base), slot.irq);
             p.cmdline += dev;
         }
         p.cmdline += " kindling.generation=" + hex(kLinuxGenerationAddr);
@@ -337,39 +305,15 @@ void Machine::build() {
 }
 
 void Machine::build_devices() {
-    const int cfd = opts_.console_fd;
-    if (nano_) {
-        serial_ = std::make_shared<Serial>(cfd, nullptr);
-        pio_bus_.add(Serial::kCom1Base, Serial::kPortCount, serial_);
-        pio_bus_.add(KN_PORT_WRITE, 0x20, std::make_shared<NanoPorts>(*this, KN_PORT_WRITE));
-    } else {
-        auto serial_irq = std::make_unique<IrqFdInterrupt>(*vm_, Serial::kCom1Irq);
-        serial_ = std::make_shared<Serial>(cfd, serial_irq.get());
-        pio_bus_.add(Serial::kCom1Base, Serial::kPortCount, serial_);
-        interrupts_.push_back(std::move(serial_irq));
-        auto kbd_irq = std::make_unique<IrqFdInterrupt>(*vm_, I8042::kKeyboardIrq);
-        i8042_ = std::make_shared<I8042>([this] { stop(0, "guest reset through the i8042 controller"); }, kbd_irq.get());
-        I8042::attach(pio_bus_, i8042_);
-        pio_bus_.add(KN_PORT_EXIT, 8, std::make_shared<NanoPorts>(*this, KN_PORT_EXIT));
-        interrupts_.push_back(std::move(kbd_irq));
-    }
-
-    // virtio-mmio devices, one 4 KiB window each from KN_MMIO_BASE: vsock first,
-    // then the drives in the order given.
-    std::vector<std::shared_ptr<VirtioDevice>> devs;
-    if (config_.vsock) devs.push_back(std::make_shared<VirtioVsock>(config_.vsock->guest_cid, config_.vsock->uds_path, device_loop_));
-    for (const auto& d : config_.drives)
-        devs.push_back(std::make_shared<VirtioBlk>(d.path_on_host, d.is_read_only, d.drive_id));
-    for (size_t i = 0; i < devs.size(); ++i) {
-        std::unique_ptr<Interrupt> irq;
-        if (nano_) irq = std::make_unique<NanoInterrupt>(device_event_, device_loop_);
-        else irq = std::make_unique<IrqFdInterrupt>(*vm_, kFirstVirtioIrq + static_cast<uint32_t>(i));
-        auto mmio = std::make_shared<VirtioMmio>(*mem_, devs[i], *irq);
-        mmio_bus_.add(KN_MMIO_BASE + i * KN_MMIO_STRIDE, kVirtioMmioWindow, mmio);
-        virtio_.push_back(mmio);
-        virtio_device_ids_.push_back(devs[i]->device_id());
-        interrupts_.push_back(std::move(irq));
-    }
+    DeviceManager::Options o;
+    o.nano = nano_;
+    o.console_fd = opts_.console_fd;
+    o.on_guest_reset = [this] { stop(0, "guest reset through the i8042 controller"); };
+    devices_ = std::make_unique<DeviceManager>(*vm_, *mem_, device_loop_, config_, std::move(o));
+    if (nano_)
+        devices_->pio_bus().add(KN_PORT_WRITE, 0x20, std::make_shared<NanoPorts>(*this, KN_PORT_WRITE));
+    else
+        devices_->pio_bus().add(KN_PORT_EXIT, 8, std::make_shared<NanoPorts>(*this, KN_PORT_EXIT));
 }
 
 void Machine::vcpu_main(size_t index) {
@@ -429,8 +373,8 @@ void Machine::handle_io(size_t index) {
     auto* data = reinterpret_cast<uint8_t*>(run) + run->io.data_offset;
     uint16_t port = run->io.port;
     for (uint32_t i = 0; i < run->io.count; ++i, data += run->io.size) {
-        bool ok = run->io.direction == KVM_EXIT_IO_OUT ? pio_bus_.write(port, data, run->io.size)
-                                                       : pio_bus_.read(port, data, run->io.size);
+        bool ok = run->io.direction == KVM_EXIT_IO_OUT ? devices_->pio_bus().write(port, data, run->io.size)
+                                                       : devices_->pio_bus().read(port, data, run->io.size);
         if (!ok) {
             if (run->io.direction == KVM_EXIT_IO_IN) std::memset(data, 0xff, run->io.size);
             if (nano_) {
@@ -446,7 +390,8 @@ void Machine::handle_mmio(size_t index) {
     kvm_run* run = vcpus_[index]->run_state();
     stats_.mmio_exits.fetch_add(1, std::memory_order_relaxed);
     auto& m = run->mmio;
-    bool ok = m.is_write ? mmio_bus_.write(m.phys_addr, m.data, m.len) : mmio_bus_.read(m.phys_addr, m.data, m.len);
+    Bus& bus = devices_->mmio_bus();
+    bool ok = m.is_write ? bus.write(m.phys_addr, m.data, m.len) : bus.read(m.phys_addr, m.data, m.len);
     if (!ok) {
         if (!m.is_write) std::memset(m.data, 0xff, sizeof m.data);
         if (nano_)
@@ -500,12 +445,12 @@ void Machine::mmio_batch(uint64_t gpa) {
         uint8_t data[4] = {};
         if (op.is_write) {
             std::memcpy(data, &op.value, op.size);
-            if (!mmio_bus_.write(op.addr, data, op.size)) {
+            if (!devices_->mmio_bus().write(op.addr, data, op.size)) {
                 stop(kExitDataErr, "guest wrote to unknown MMIO address " + hex(op.addr) + " (batched)");
                 return;
             }
         } else {
-            if (!mmio_bus_.read(op.addr, data, op.size)) {
+            if (!devices_->mmio_bus().read(op.addr, data, op.size)) {
                 stop(kExitDataErr, "guest read from unknown MMIO address " + hex(op.addr) + " (batched)");
                 return;
             }
@@ -520,11 +465,11 @@ void Machine::nano_wait(uint32_t timeout_us) {
     stats_.waits.fetch_add(1, std::memory_order_relaxed);
     // The guest needs no QueueNotify exits: every queue is processed here, then the
     // vCPU thread services the device loop itself until a device used a buffer.
-    for (auto& d : virtio_) d->poll();
+    devices_->poll_virtio();
     using clock = std::chrono::steady_clock;
     auto deadline = timeout_us == KN_WAIT_FOREVER ? clock::time_point::max()
                                                   : clock::now() + std::chrono::microseconds(timeout_us);
-    while (!device_event_.exchange(false)) {
+    while (!devices_->take_virtio_event()) {
         if (stopping_.load() || pause_requested_.load()) return;
         int ms = -1;
         if (deadline != clock::time_point::max()) {
@@ -593,8 +538,9 @@ void Machine::resume() {
 
 void Machine::send_ctrl_alt_del() {
     if (state() != VmState::kRunning) throw UsageError("the VM is not running");
-    if (!i8042_) throw UsageError("SendCtrlAltDel needs a linux guest (nano guests have no i8042)");
-    if (!i8042_->trigger_ctrl_alt_del()) throw Error("i8042 buffer full; try again", kExitTempFail);
+    I8042* i8042 = devices_->i8042();
+    if (!i8042) throw UsageError("SendCtrlAltDel needs a linux guest (nano guests have no i8042)");
+    if (!i8042->trigger_ctrl_alt_del()) throw Error("i8042 buffer full; try again", kExitTempFail);
 }
 
 void Machine::stop(int status, const std::string& reason) {

@@ -21,20 +21,16 @@
 
 #include "base/event_loop.h"
 #include "base/fd.h"
-#include "devices/bus.h"
 #include "kvm/guest_memory.h"
 #include "kvm/kvm.h"
 #include "vmm/vm_config.h"
 
 namespace kindling {
 
-class VirtioMmio;
-class Interrupt;
-class I8042;
+class DeviceManager;
 class LayerStack;
 class UffdMemory;
 class Userfaultfd;
-class Serial;
 
 // Exit counters, for benchmarks and --json.
 struct MachineStats {
@@ -128,14 +124,8 @@ private:
     std::vector<std::unique_ptr<Vcpu>> vcpus_;
     std::vector<std::thread> threads_;
     std::thread device_thread_;
-    Bus pio_bus_;
-    Bus mmio_bus_;
     EventLoop device_loop_;
-    static constexpr unsigned kFirstVirtioIrq = 5;
-    std::vector<std::shared_ptr<VirtioMmio>> virtio_;
-    std::vector<uint32_t> virtio_device_ids_;
-    std::shared_ptr<I8042> i8042_;
-    std::shared_ptr<Serial> serial_;
+    std::unique_ptr<DeviceManager> devices_;  // after what devices reference: destroyed first
     std::string restored_from_;  // the layer this VM was restored from
     // Restore memory backends (declared after mem_: destroyed before it is unmapped).
     std::unique_ptr<LayerStack> stack_;
@@ -144,8 +134,6 @@ private:
     UniqueFd uffd_handler_sock_;
     std::string record_access_path_;
     std::mutex snapshot_mu_;
-    std::vector<std::unique_ptr<Interrupt>> interrupts_;
-    std::atomic<bool> device_event_{false};
     MachineStats stats_;
     std::chrono::steady_clock::time_point first_run_;
 };

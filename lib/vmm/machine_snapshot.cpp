@@ -10,9 +10,6 @@
 #include "base/error.h"
 #include "base/io.h"
 #include "base/log.h"
-#include "devices/i8042.h"
-#include "devices/serial.h"
-#include "devices/virtio/virtio_mmio.h"
 #include "kindling/nano_abi.h"
 #include "kvm/linux_boot.h"
 #include "kvm/nano_boot.h"
@@ -22,17 +19,12 @@
 #include "snapshot/snapshot_dir.h"
 #include "snapshot/uffd_memory.h"
 #include "snapshot/vmstate.h"
+#include "vmm/device_manager.h"
 #include "vmm/machine.h"
 
 namespace kindling {
 
 namespace {
-
-std::string mmio_name(size_t i) {
-    char b[48];
-    std::snprintf(b, sizeof b, "virtio-mmio@0x%" PRIx64, static_cast<uint64_t>(KN_MMIO_BASE + i * KN_MMIO_STRIDE));
-    return b;
-}
 
 LayerConfig layer_config_of(const VmConfig& c, bool nano, const std::vector<std::string>& tags) {
     LayerConfig lc;
@@ -55,16 +47,7 @@ void Machine::create_snapshot(const SnapshotRequest& req) {
     MachineState ms;
     ms.kind = nano_ ? MachineKind::kNano : MachineKind::kLinux;
     ms.mem_size = mem_->size();
-    // Devices first: vsock's save closes host connections, then its transport.
-    for (size_t i = 0; i < virtio_.size(); ++i) {
-        VirtioMmioSnapshot vs;
-        vs.device_id = virtio_device_ids_[i];
-        vs.device = virtio_[i]->device().save_state_blob();
-        vs.transport = virtio_[i]->save();
-        ms.devices.push_back({mmio_name(i), encode_virtio_mmio_state(vs)});
-    }
-    if (serial_) ms.devices.push_back({"serial", encode_serial_state(serial_->save())});
-    if (i8042_) ms.devices.push_back({"i8042", encode_i8042_state(i8042_->save())});
+    ms.devices = devices_->save();
     ms.vm = save_vm(*vm_);
     for (auto& v : vcpus_) ms.vcpus.push_back(save_vcpu(*kvm_, *v));
     std::vector<uint8_t> vmstate = encode_vmstate(ms);
@@ -203,23 +186,7 @@ void Machine::restore(const RestoreRequest& req) {
     }
 
     build_devices();
-    const std::string what = req.dir + "/vmstate";
-    for (size_t i = 0; i < virtio_.size(); ++i) {
-        const DeviceBlob* b = ms.device(mmio_name(i));
-        if (!b) throw DataError(what + ": no state for device " + mmio_name(i));
-        VirtioMmioSnapshot vs = decode_virtio_mmio_state(b->data, what + ": device " + mmio_name(i));
-        if (vs.device_id != virtio_device_ids_[i])
-            throw DataError(what + ": device " + mmio_name(i) + " has id " + std::to_string(vs.device_id) +
-                            " in the snapshot but " + std::to_string(virtio_device_ids_[i]) + " in its config");
-        virtio_[i]->restore(vs.transport);
-        virtio_[i]->device().restore_state_blob(vs.device, what + ": device " + mmio_name(i));
-    }
-    if (serial_) {
-        if (const DeviceBlob* b = ms.device("serial")) serial_->restore(decode_serial_state(b->data, what + ": device serial"));
-    }
-    if (i8042_) {
-        if (const DeviceBlob* b = ms.device("i8042")) i8042_->restore(decode_i8042_state(b->data, what + ": device i8042"));
-    }
+    devices_->restore(ms.devices, req.dir + "/vmstate");
     // Uniqueness: a fresh generation id and entropy before any vCPU runs, so no two
     // clones of one snapshot share random state (DESIGN.md, the VMGenID idea).
     write_generation(*mem_, nano_ ? KN_GENERATION_ADDR : kLinuxGenerationAddr);

@@ -16,7 +16,7 @@
 #include "devices/virtio/virtio_blk.h"
 #include "devices/virtio/virtio_mmio.h"
 #include "kvm/guest_memory.h"
-#include "snapshot/vmstate.h"
+#include "base/tlv.h"
 
 using namespace kindling;
 
@@ -59,23 +59,21 @@ struct BlkFixture {
     }
 
     // The same VM restored from a snapshot of `old`: memory copied, a new device on
-    // the same disk, the transport restored from `snap`.
-    BlkFixture(const BlkFixture& old, const VirtioMmioSnapshot& snap, bool ro = false)
+    // the same disk, the transport (and the device inside) restored from `snap`.
+    BlkFixture(const BlkFixture& old, const std::vector<uint8_t>& snap, bool ro = false)
         : disk(old.disk), mem(old.mem.size()), hdr(old.hdr), data(old.data), status(old.status) {
         std::memcpy(mem.base(), old.mem.base(), old.mem.size());
         blk = std::make_shared<VirtioBlk>(disk, ro, "drive-0");
         mmio = std::make_unique<VirtioMmio>(mem, blk, irq);
         drv = std::make_unique<TestVirtioDriver>(mem, *mmio, *old.drv);
-        if (snap.device_id != blk->device_id()) throw DataError("device id differs");
-        mmio->restore(snap.transport);
-        blk->restore_state_blob(snap.device, "test vmstate: device blk");
+        TlvReader r(snap, "test vmstate: device blk");
+        mmio->restore_from(r);
     }
-    VirtioMmioSnapshot snapshot() {
-        VirtioMmioSnapshot s;
-        s.device_id = blk->device_id();
-        s.device = blk->save_state_blob();
-        s.transport = mmio->save();
-        return decode_virtio_mmio_state(encode_virtio_mmio_state(s), "test vmstate");
+    // The transport's saved fields, the device's nested inside.
+    std::vector<uint8_t> snapshot() {
+        TlvWriter w;
+        mmio->save_to(w);
+        return w.take();
     }
 
     // One request: header, data (split in two descriptors), status.  Returns the
@@ -223,9 +221,8 @@ TEST_CASE("virtio-blk snapshot: a restored drive carries on from the saved ring 
     f.mem.write_obj(s2, uint8_t{0xee});
     f.drv->add_chain(0, {{h2, 16, false}, {d2, 512, false}, {s2, 1, true}});
 
-    VirtioMmioSnapshot snap = f.snapshot();
-    CHECK(snap.device.empty());  // virtio-blk keeps nothing beyond the transport
-    CHECK(snap.transport.queues.at(0).next_used == 300);
+    CHECK(f.mmio->save().queues.at(0).next_used == 300);
+    std::vector<uint8_t> snap = f.snapshot();
     BlkFixture r(f, snap);
     CHECK(r.mmio->active());
 
@@ -255,21 +252,25 @@ TEST_CASE("virtio-blk snapshot: a restored drive carries on from the saved ring 
 }
 
 TEST_CASE("virtio-blk snapshot: restore refuses what does not fit the drive") {
-    SUBCASE("device state for a device that keeps none") {
+    SUBCASE("virtio-blk keeps no state of its own, and takes none") {
         BlkFixture f;
-        VirtioMmioSnapshot snap = f.snapshot();
-        snap.device = {1, 2, 3};
-        CHECK_THROWS_WITH_AS(BlkFixture(f, snap), "test vmstate: device blk: 3 bytes of device state, but virtio-blk keeps none",
+        TlvWriter w;
+        f.blk->save_to(w);
+        CHECK(w.size() == 0);
+        w.integer<uint32_t>(1, 5);
+        TlvReader r(w.data(), "test vmstate: device blk: virtio-blk");
+        CHECK_THROWS_WITH_AS(f.blk->restore_from(r),
+                             "test vmstate: device blk: virtio-blk: unknown field 1 (written by a newer kindling?)",
                              DataError);
     }
     SUBCASE("a read-only drive's negotiated features on a writable drive") {
         BlkFixture f(true);
-        VirtioMmioSnapshot snap = f.snapshot();
+        std::vector<uint8_t> snap = f.snapshot();
         try {
             BlkFixture r(f, snap, false);
             FAIL("restored");
         } catch (const DataError& e) {
-            CHECK(std::string(e.what()).find("virtio-blk state: negotiated features") == 0);
+            CHECK(std::string(e.what()).find("test vmstate: device blk: virtio-blk: negotiated features") == 0);
             CHECK(std::string(e.what()).find("this device does not offer") != std::string::npos);
         }
     }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/tlv.h"
 #include "devices/virtio/test_driver.h"
 #include "devices/virtio/virtio_mmio.h"
 #include "kvm/guest_memory.h"
@@ -52,6 +53,8 @@ public:
         q_ = nullptr;
         ++resets;
     }
+    void save_to(TlvWriter&) override {}
+    void restore_from(TlvReader& in) override { TlvFields(in).finish(); }
 
     int activations = 0, notifies = 0, chains = 0, resets = 0;
 
@@ -503,6 +506,47 @@ TEST_CASE("virtio-mmio snapshot: a restored device carries on from the saved rin
     CHECK(r.dev->activations == 1);
     // The old machine is untouched by what the restored one did.
     CHECK(f.drv.used_idx(0) == 21);
+}
+
+TEST_CASE("virtio-mmio snapshot: the transport's fields round trip through save_to and restore_from") {
+    Fixture f;
+    REQUIRE((f.drv.init(kFeatures | (1ull << 3), {8}) & kVirtioStatusDriverOk));
+    uint64_t in = f.drv.alloc(64), out = f.drv.alloc(64);
+    for (int i = 0; i < 5; ++i) REQUIRE(echo(f.mem, f.drv, in, out, "m") == "m");
+    f.drv.set_reg(VirtioMmio::kQueueSel, 3);
+    f.drv.set_reg(VirtioMmio::kDriverFeaturesSel, 1);
+    TlvWriter w;
+    f.mmio.save_to(w);
+    const std::vector<uint8_t> saved = w.take();
+
+    GuestMemory mem(f.mem.size());
+    std::memcpy(mem.base(), f.mem.base(), f.mem.size());
+    CountingInterrupt irq;
+    auto dev = std::make_shared<EchoDevice>();
+    VirtioMmio mmio(mem, dev, irq, "virtio-mmio@0xd0000000");
+    CHECK(mmio.persist_id() == "virtio-mmio@0xd0000000");
+    TlvReader r(saved, "/x/vmstate: device virtio-mmio@0xd0000000");
+    mmio.restore_from(r);
+    check_same(mmio.save(), f.mmio.save());
+    CHECK(dev->activations == 1);
+    TlvWriter again;
+    mmio.save_to(again);
+    CHECK(again.data() == saved);
+
+    // Every truncation is refused with the origin named, and leaves the transport reset.
+    for (size_t n = 0; n < saved.size(); ++n) {
+        CAPTURE(n);
+        auto dev2 = std::make_shared<EchoDevice>();
+        VirtioMmio m2(mem, dev2, irq);
+        TlvReader t(std::span(saved.data(), n), "/x/vmstate: device virtio-mmio@0xd0000000");
+        try {
+            m2.restore_from(t);
+            FAIL("accepted");
+        } catch (const DataError& e) {
+            CHECK(std::string(e.what()).rfind("/x/vmstate: device virtio-mmio@0xd0000000: ", 0) == 0);
+        }
+        CHECK(m2.save().status == 0);
+    }
 }
 
 TEST_CASE("virtio-mmio snapshot: 16-bit ring indices wrap across a restore") {

@@ -24,11 +24,11 @@
 
 #include "base/error.h"
 #include "base/event_loop.h"
+#include "base/tlv.h"
 #include "devices/virtio/test_driver.h"
 #include "devices/virtio/virtio_mmio.h"
 #include "devices/virtio/virtio_vsock.h"
 #include "kvm/guest_memory.h"
-#include "snapshot/vmstate.h"
 
 using namespace kindling;
 
@@ -190,12 +190,9 @@ private:
     int split_ = 0;
 };
 
-// What the Machine keeps of a vsock device in a snapshot, after a round trip
-// through the vmstate codec's device blob.
-struct VsockSnapshot {
-    VirtioMmioState transport;
-    std::vector<uint8_t> device;
-};
+// What the Machine keeps of a vsock device in a snapshot: the fields its transport
+// wrote, with the device's own nested inside.
+using VsockSnapshot = std::vector<uint8_t>;
 
 struct VsockFixture {
     TempDir dir;
@@ -225,23 +222,20 @@ struct VsockFixture {
         mmio = std::make_unique<VirtioMmio>(mem, vsock, irq);
         drv = std::make_unique<TestVirtioDriver>(mem, *mmio, *old.drv);
         guest = std::make_unique<Guest>(mem, *drv, *old.guest);
-        mmio->restore(snap.transport);
-        vsock->restore_state_blob(snap.device, "test vmstate: device vsock");
+        TlvReader r(snap, "test vmstate: device vsock");
+        mmio->restore_from(r);
     }
     ~VsockFixture() {
         mmio.reset();
         vsock.reset();  // before the loop goes
     }
 
-    // Snapshot order: the device first (ends its connections), then the transport.
+    // As the Machine saves it (the transport saves the device first: it ends its
+    // connections).
     VsockSnapshot snapshot() {
-        VirtioMmioSnapshot s;
-        s.device_id = vsock->device_id();
-        s.device = vsock->save_state_blob();
-        s.transport = mmio->save();
-        VirtioMmioSnapshot back = decode_virtio_mmio_state(encode_virtio_mmio_state(s), "test vmstate");
-        REQUIRE(back.device_id == kVirtioIdVsock);
-        return {back.transport, back.device};
+        TlvWriter w;
+        mmio->save_to(w);
+        return w.take();
     }
 
     // Gives the device `n` 8-byte event buffers; returns their addresses.
@@ -1008,64 +1002,81 @@ TEST_CASE("vsock snapshot: restored before the driver ran, the device needs no r
     vs2.reset();
 }
 
-TEST_CASE("vsock snapshot: state blob codec") {
-    VirtioVsockState s;
-    s.guest_cid = 0x1122334455667788ull;
-    s.acked_features = kVirtioFVersion1 | 1;
-    s.next_local_port = (1u << 30) + 17;
-    std::vector<uint8_t> b = encode(s);
-    REQUIRE(b.size() == 28);
-    CHECK(std::string(b.begin(), b.begin() + 4) == "VSCK");
-    CHECK(b[8] == 0x88);  // little-endian
-    VirtioVsockState d = decode_virtio_vsock_state(b);
-    CHECK(d.guest_cid == s.guest_cid);
-    CHECK(d.acked_features == s.acked_features);
-    CHECK(d.next_local_port == s.next_local_port);
-
-    const std::string what = "/x/vmstate: device virtio-mmio@0xd0000000";
-    auto err = [&](std::vector<uint8_t> bytes) {
+TEST_CASE("vsock snapshot: the device's own fields") {
+    TempDir dir;
+    EventLoop loop;
+    auto vs = std::make_shared<VirtioVsock>(kCid, dir.path + "/a.sock", loop);
+    const std::string what = "/x/vmstate: device virtio-mmio@0xd0000000: virtio-vsock";
+    auto restore = [&](const std::vector<uint8_t>& b) {
+        TlvReader r(b, what);
         try {
-            decode_virtio_vsock_state(bytes, what);
+            vs->restore_from(r);
         } catch (const DataError& e) {
             return std::string(e.what());
         }
         return std::string("<accepted>");
     };
+    // guest_cid (1), acked_features (2), next_local_port (3).  The driver is not
+    // running, so features are not checked against a transport.
+    TlvWriter w;
+    w.integer<uint64_t>(1, kCid);
+    w.integer<uint64_t>(2, 0);
+    w.integer<uint32_t>(3, (1u << 30) + 17);
+    const std::vector<uint8_t> b = w.data();
+    CHECK(restore(b) == "<accepted>");
+    TlvWriter again;
+    vs->save_to(again);
+    CHECK(again.data() == b);  // next_local_port came back
+
     // Every truncation is refused, none reads past the end (ASan would tell).
     for (size_t n = 0; n < b.size(); ++n) {
-        std::vector<uint8_t> t(b.begin(), b.begin() + static_cast<long>(n));
-        CHECK(err(t).rfind(what + ": truncated: " + std::to_string(n) + " bytes", 0) == 0);
+        CAPTURE(n);
+        CHECK(restore(std::vector<uint8_t>(b.begin(), b.begin() + static_cast<long>(n))).rfind(what + ": ", 0) == 0);
     }
-    CHECK(err({}) == what + ": truncated: 0 bytes, the header alone is 8");
-    std::vector<uint8_t> longer = b;
-    longer.push_back(0);
-    CHECK(err(longer) == what + ": trailing bytes: 29 bytes, version 1 is exactly 28");
-    std::vector<uint8_t> tag = b;
-    tag[0] = 'X';
-    CHECK(err(tag) == what + ": not virtio-vsock state (format tag 0x4b435358)");
-    std::vector<uint8_t> ver = b;
-    ver[4] = 2;
-    CHECK(err(ver) == what + ": format version 2 is not supported (this kindling reads version 1)");
-    std::vector<uint8_t> port = b;
-    port[27] = 0;  // next_local_port < 2^30
-    CHECK(err(port) == what + ": next local port 17 is below 2^30 (not a hybrid vsock port)");
-    CHECK(err(encode_serial_state(SerialState{})).find("not virtio-vsock state") != std::string::npos);
+    TlvWriter extra;
+    extra.put_bytes(b);
+    extra.integer<uint8_t>(9, 1);
+    CHECK(restore(extra.data()) == what + ": unknown field 9 (written by a newer kindling?)");
+    TlvWriter port;
+    port.integer<uint64_t>(1, kCid);
+    port.integer<uint64_t>(2, 0);
+    port.integer<uint32_t>(3, 17);
+    CHECK(restore(port.data()) == what + ": next local port 17 is below 2^30");
+    TlvWriter narrow;
+    narrow.integer<uint64_t>(1, kCid);
+    narrow.integer<uint32_t>(2, 0);
+    narrow.integer<uint32_t>(3, 1u << 30);
+    CHECK(restore(narrow.data()) == what + ": acked_features: 4 bytes, expected 8");
+    vs.reset();
 }
 
-TEST_CASE("vsock snapshot: restore refuses a blob that does not fit the device") {
+TEST_CASE("vsock snapshot: restore refuses state that does not fit the device") {
     VsockFixture f;
-    VsockSnapshot snap = f.snapshot();
-    SUBCASE("corrupt blob") {
-        snap.device.resize(12);
-        CHECK_THROWS_WITH_AS(VsockFixture(f, snap), "test vmstate: device vsock: truncated: 12 bytes, version 1 is exactly 28",
+    SUBCASE("a truncated snapshot") {
+        VsockSnapshot snap = f.snapshot();
+        snap.resize(12);
+        CHECK_THROWS_WITH_AS(VsockFixture(f, snap),
+                             "test vmstate: device vsock: truncated field length at offset 12 (0 bytes left, need 4)",
                              DataError);
     }
     SUBCASE("features that differ from the transport's") {
-        VirtioVsockState s = decode_virtio_vsock_state(snap.device);
+        VirtioVsockState s = f.vsock->save();
+        VirtioMmioState st = f.mmio->save();
+        GuestMemory mem2{f.mem.size()};
+        std::memcpy(mem2.base(), f.mem.base(), f.mem.size());
+        auto vs2 = std::make_shared<VirtioVsock>(kCid, f.dir.path + "/b.sock", f.loop);
+        VirtioMmio mmio2(mem2, vs2, f.irq);
+        mmio2.restore(st);
         s.acked_features = kVirtioFVersion1;
-        snap.device = encode(s);
-        CHECK_THROWS_WITH_AS(VsockFixture(f, snap),
+        CHECK_THROWS_WITH_AS(vs2->restore(s, "test vmstate: device vsock"),
                              "test vmstate: device vsock: features 0x100000000 differ from the transport's negotiated 0x100000001",
+                             DataError);
+    }
+    SUBCASE("state saved from another kind of device") {
+        TlvWriter w;
+        w.integer<uint32_t>(1, kVirtioIdBlock);
+        CHECK_THROWS_WITH_AS(VsockFixture(f, w.data()),
+                             "test vmstate: device vsock: saved from a device with id 2, this machine has virtio-vsock (id 19) here",
                              DataError);
     }
 }

@@ -37,6 +37,12 @@ public:
     void notify(uint16_t queue) override;
     void reset() override;
 
+    // Persistent: virtio-blk keeps no state of its own (requests complete on the
+    // thread that notifies, so none is in flight while the VM is paused); its
+    // transport keeps the queues.  Any saved field is refused as unknown.
+    void save_to(TlvWriter&) override {}
+    void restore_from(TlvReader& in) override { TlvFields(in).finish(); }
+
 private:
     // Returns the used length (bytes written to the device-writable part), or -1
     // when the request was malformed and the queue has failed.

@@ -8,9 +8,8 @@
 #include <mutex>
 #include <span>
 #include <string>
-#include <vector>
 
-#include "base/error.h"
+#include "devices/persistent.h"
 
 namespace kindling {
 
@@ -38,7 +37,7 @@ inline constexpr uint32_t kVirtioIdVsock = 19;
 // of the virtual methods below (so they never lock it themselves); a device's own
 // event-loop callbacks and public methods lock it.  Queues passed to activate()
 // may only be touched with it held.
-class VirtioDevice {
+class VirtioDevice : public Persistent {
 public:
     virtual ~VirtioDevice() = default;
 
@@ -64,17 +63,12 @@ public:
     // The driver reset the device (status 0): forget the queues, drop guest-visible state.
     virtual void reset() = 0;
 
-    // Snapshot state of the device itself (not its transport) as an opaque,
-    // versioned blob for the vmstate file; empty when the device keeps none.  The
-    // default restore accepts only an empty blob ("WHAT: ..." DataError otherwise).
-    // Unlike the methods above these take mutex() themselves: the Machine calls
-    // them directly (see VirtioVsock::save/restore for the order).
-    virtual std::vector<uint8_t> save_state_blob() { return {}; }
-    virtual void restore_state_blob(std::span<const uint8_t> b, const std::string& what) {
-        if (!b.empty())
-            throw DataError(what + ": " + std::to_string(b.size()) + " bytes of device state, but " + name() +
-                            " keeps none");
-    }
+    // Persistent: the state of the device itself, not of its transport (the
+    // transport saves it nested in its own fields and restores it after it has
+    // restored the queues and activated the device).  persist_id() is name().
+    // Unlike the methods above, save_to() and restore_from() take mutex()
+    // themselves: the transport calls them outside its lock.
+    std::string persist_id() const override { return name(); }
 
     std::mutex& mutex() { return mu_; }
 

@@ -9,8 +9,8 @@
 
 namespace kindling {
 
-VirtioMmio::VirtioMmio(const GuestMemory& mem, std::shared_ptr<VirtioDevice> device, Interrupt& irq)
-    : mem_(mem), device_(std::move(device)), irq_(irq), used_signal_(*this) {
+VirtioMmio::VirtioMmio(const GuestMemory& mem, std::shared_ptr<VirtioDevice> device, Interrupt& irq, std::string id)
+    : mem_(mem), device_(std::move(device)), id_(std::move(id)), irq_(irq), used_signal_(*this) {
     uint16_t n = device_->num_queues();
     queues_.reserve(n);  // never reallocated: devices hold a span of them
     for (uint16_t i = 0; i < n; ++i) {
@@ -103,6 +103,100 @@ void VirtioMmio::restore_locked(const VirtioMmioState& s, const std::string& wha
         device_->activate(std::span<Virtqueue>(queues_), used_signal_, st_.driver_features);
     }
     if (st_.interrupt_status) irq_.trigger();
+}
+
+namespace {
+
+enum TransportField : uint16_t {
+    kFieldDeviceId = 1,
+    kFieldDevice = 2,
+    kFieldStatus = 3,
+    kFieldInterruptStatus = 4,
+    kFieldDeviceFeaturesSel = 5,
+    kFieldDriverFeaturesSel = 6,
+    kFieldDriverFeatures = 7,
+    kFieldQueueSel = 8,
+    kFieldConfigGeneration = 9,
+    kFieldQueue = 10,  // repeated, one per queue in order
+};
+
+enum QueueField : uint16_t {
+    kQueueSize = 1,
+    kQueueReady = 2,
+    kQueueDesc = 3,
+    kQueueAvail = 4,
+    kQueueUsed = 5,
+    kQueueNextAvail = 6,
+    kQueueNextUsed = 7,
+};
+
+// More than any device has; bounds what a corrupt file can make us allocate.
+constexpr size_t kMaxSavedQueues = 64;
+
+}  // namespace
+
+void VirtioMmio::save_to(TlvWriter& out) {
+    out.integer(kFieldDeviceId, device_->device_id());
+    const size_t dev = out.begin_field(kFieldDevice);
+    device_->save_to(out);
+    out.end_field(dev);
+    const VirtioMmioState s = save();
+    out.integer(kFieldStatus, s.status);
+    out.integer(kFieldInterruptStatus, s.interrupt_status);
+    out.integer(kFieldDeviceFeaturesSel, s.device_features_sel);
+    out.integer(kFieldDriverFeaturesSel, s.driver_features_sel);
+    out.integer(kFieldDriverFeatures, s.driver_features);
+    out.integer(kFieldQueueSel, s.queue_sel);
+    out.integer(kFieldConfigGeneration, s.config_generation);
+    for (const VirtqueueState& q : s.queues) {
+        const size_t m = out.begin_field(kFieldQueue);
+        out.integer(kQueueSize, q.size);
+        out.boolean(kQueueReady, q.ready);
+        out.integer(kQueueDesc, q.desc_addr);
+        out.integer(kQueueAvail, q.avail_addr);
+        out.integer(kQueueUsed, q.used_addr);
+        out.integer(kQueueNextAvail, q.next_avail);
+        out.integer(kQueueNextUsed, q.next_used);
+        out.end_field(m);
+    }
+}
+
+void VirtioMmio::restore_from(TlvReader& in) {
+    TlvFields f(in);
+    const uint32_t id = f.integer<uint32_t>(kFieldDeviceId, "device_id");
+    if (id != device_->device_id())
+        f.fail("saved from a device with id " + std::to_string(id) + ", this machine has " + device_->name() +
+               " (id " + std::to_string(device_->device_id()) + ") here");
+    VirtioMmioState s;
+    s.status = f.integer<uint32_t>(kFieldStatus, "status");
+    s.interrupt_status = f.integer<uint32_t>(kFieldInterruptStatus, "interrupt_status");
+    s.device_features_sel = f.integer<uint32_t>(kFieldDeviceFeaturesSel, "device_features_sel");
+    s.driver_features_sel = f.integer<uint32_t>(kFieldDriverFeaturesSel, "driver_features_sel");
+    s.driver_features = f.integer<uint64_t>(kFieldDriverFeatures, "driver_features");
+    s.queue_sel = f.integer<uint32_t>(kFieldQueueSel, "queue_sel");
+    s.config_generation = f.integer<uint32_t>(kFieldConfigGeneration, "config_generation");
+    const auto queues = f.all(kFieldQueue);
+    if (queues.size() > kMaxSavedQueues) f.fail(std::to_string(queues.size()) + " queues saved");
+    for (size_t i = 0; i < queues.size(); ++i) {
+        TlvReader qr(queues[i], f.context() + ": queue " + std::to_string(i));
+        TlvFields qf(qr, "its queue");
+        VirtqueueState q;
+        q.size = qf.integer<uint16_t>(kQueueSize, "size");
+        q.ready = qf.boolean(kQueueReady, "ready");
+        q.desc_addr = qf.integer<uint64_t>(kQueueDesc, "desc_addr");
+        q.avail_addr = qf.integer<uint64_t>(kQueueAvail, "avail_addr");
+        q.used_addr = qf.integer<uint64_t>(kQueueUsed, "used_addr");
+        q.next_avail = qf.integer<uint16_t>(kQueueNextAvail, "next_avail");
+        q.next_used = qf.integer<uint16_t>(kQueueNextUsed, "next_used");
+        qf.finish();
+        if (q.size > Virtqueue::kMaxQueueSize)
+            qf.fail("queue size " + std::to_string(q.size) + " exceeds " + std::to_string(Virtqueue::kMaxQueueSize));
+        s.queues.push_back(q);
+    }
+    TlvReader device_state(f.bytes(kFieldDevice, "device"), f.context() + ": " + device_->name());
+    f.finish();
+    restore(s, in.context());
+    device_->restore_from(device_state);
 }
 
 void VirtioMmio::UsedSignal::trigger() { t_.raise(kIntUsedBuffer); }

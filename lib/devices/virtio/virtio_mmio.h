@@ -14,6 +14,7 @@
 
 #include "devices/bus.h"
 #include "devices/interrupt.h"
+#include "devices/persistent.h"
 #include "devices/virtio/virtio_device.h"
 #include "devices/virtio/virtqueue.h"
 
@@ -25,7 +26,7 @@ inline constexpr uint64_t kVirtioMmioWindow = 0x1000;
 
 // The transport's registers and every queue's configuration and position: what a
 // snapshot keeps of a virtio-mmio device (the device's own state is separate).
-// Serialised by lib/snapshot/vmstate.h (encode_virtio_mmio_state).
+// save_to() writes it as TLV fields.
 struct VirtioMmioState {
     uint32_t status = 0;
     uint32_t interrupt_status = 0;
@@ -37,7 +38,7 @@ struct VirtioMmioState {
     std::vector<VirtqueueState> queues;  // one per device queue, in order
 };
 
-class VirtioMmio : public BusDevice {
+class VirtioMmio : public BusDevice, public Persistent {
 public:
     // Register offsets, virtio 1.2 §4.2.2.
     enum Reg : uint32_t {
@@ -79,8 +80,10 @@ public:
 
     // `irq` is how the guest hears about used buffers and config changes (irqfd for
     // linux guests, the end of a KN_PORT_WAIT for nano guests).  Both `mem` and
-    // `irq` must outlive this object.
-    VirtioMmio(const GuestMemory& mem, std::shared_ptr<VirtioDevice> device, Interrupt& irq);
+    // `irq` must outlive this object.  `id` is its persist_id(): where the machine
+    // put it ("virtio-mmio@0xd0000000").
+    VirtioMmio(const GuestMemory& mem, std::shared_ptr<VirtioDevice> device, Interrupt& irq,
+               std::string id = "virtio-mmio");
     ~VirtioMmio() override;
 
     void read(uint64_t offset, uint8_t* data, size_t len) override;
@@ -115,6 +118,16 @@ public:
     VirtioMmioState save();
     void restore(const VirtioMmioState& s, const std::string& what = "");
 
+    // Persistent: the device's id (virtio 1.2 §5), the device's own state as a
+    // nested body, then the registers and one nested body per queue.  save_to()
+    // saves the device first (vsock ends its connections there), then save().
+    // restore_from() refuses state saved from another kind of device, restore()s
+    // the transport, then restores the device, whose context is "CONTEXT: NAME"
+    // ("/x/vmstate: device virtio-mmio@0xd0000000: virtio-vsock").
+    std::string persist_id() const override { return id_; }
+    void save_to(TlvWriter& out) override;
+    void restore_from(TlvReader& in) override;
+
 private:
     // What the device raises: sets InterruptStatus and triggers (or, inside poll(),
     // defers to one trigger at the end).
@@ -139,6 +152,7 @@ private:
 
     const GuestMemory& mem_;
     std::shared_ptr<VirtioDevice> device_;
+    std::string id_;
     Interrupt& irq_;
     UsedSignal used_signal_;
     std::vector<Virtqueue> queues_;

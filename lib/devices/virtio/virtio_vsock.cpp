@@ -38,62 +38,6 @@ bool would_block(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
 
 }  // namespace
 
-// ---- snapshot state codec -------------------------------------------------------
-
-namespace {
-
-constexpr uint32_t kStateTag = 0x4b435356;  // "VSCK"
-constexpr uint32_t kStateVersion = 1;
-constexpr size_t kStateSizeV1 = 4 + 4 + 8 + 8 + 4;
-
-void put_le(std::vector<uint8_t>& out, uint64_t v, size_t n) {
-    for (size_t i = 0; i < n; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
-}
-
-uint64_t get_le(std::span<const uint8_t> b, size_t at, size_t n) {
-    uint64_t v = 0;
-    for (size_t i = 0; i < n; ++i) v |= static_cast<uint64_t>(b[at + i]) << (8 * i);
-    return v;
-}
-
-}  // namespace
-
-std::vector<uint8_t> encode(const VirtioVsockState& s) {
-    std::vector<uint8_t> out;
-    out.reserve(kStateSizeV1);
-    put_le(out, kStateTag, 4);
-    put_le(out, kStateVersion, 4);
-    put_le(out, s.guest_cid, 8);
-    put_le(out, s.acked_features, 8);
-    put_le(out, s.next_local_port, 4);
-    return out;
-}
-
-VirtioVsockState decode_virtio_vsock_state(std::span<const uint8_t> b, const std::string& what) {
-    auto bad = [&](const std::string& why) { throw DataError(what + ": " + why); };
-    if (b.size() < 8) bad("truncated: " + std::to_string(b.size()) + " bytes, the header alone is 8");
-    uint32_t tag = static_cast<uint32_t>(get_le(b, 0, 4));
-    if (tag != kStateTag) {
-        char hex[16];
-        std::snprintf(hex, sizeof hex, "0x%08x", tag);
-        bad(std::string("not virtio-vsock state (format tag ") + hex + ")");
-    }
-    uint32_t version = static_cast<uint32_t>(get_le(b, 4, 4));
-    if (version != kStateVersion)
-        bad("format version " + std::to_string(version) + " is not supported (this kindling reads version " +
-            std::to_string(kStateVersion) + ")");
-    if (b.size() != kStateSizeV1)
-        bad(std::string(b.size() < kStateSizeV1 ? "truncated: " : "trailing bytes: ") + std::to_string(b.size()) +
-            " bytes, version 1 is exactly " + std::to_string(kStateSizeV1));
-    VirtioVsockState s;
-    s.guest_cid = get_le(b, 8, 8);
-    s.acked_features = get_le(b, 16, 8);
-    s.next_local_port = static_cast<uint32_t>(get_le(b, 24, 4));
-    if (s.next_local_port < (1u << 30))
-        bad("next local port " + std::to_string(s.next_local_port) + " is below 2^30 (not a hybrid vsock port)");
-    return s;
-}
-
 // ---- device ------------------------------------------------------------------
 
 VirtioVsock::VirtioVsock(uint64_t guest_cid, std::string uds_path, EventLoop& loop, Options opts)
@@ -303,10 +247,31 @@ bool VirtioVsock::transport_reset_pending() {
     return reset_owed_;
 }
 
-std::vector<uint8_t> VirtioVsock::save_state_blob() { return encode(save()); }
+namespace {
 
-void VirtioVsock::restore_state_blob(std::span<const uint8_t> b, const std::string& what) {
-    restore(decode_virtio_vsock_state(b, what), what);
+enum VsockField : uint16_t {
+    kFieldGuestCid = 1,
+    kFieldAckedFeatures = 2,
+    kFieldNextLocalPort = 3,
+};
+
+}  // namespace
+
+void VirtioVsock::save_to(TlvWriter& out) {
+    const VirtioVsockState s = save();
+    out.integer(kFieldGuestCid, s.guest_cid);
+    out.integer(kFieldAckedFeatures, s.acked_features);
+    out.integer(kFieldNextLocalPort, s.next_local_port);
+}
+
+void VirtioVsock::restore_from(TlvReader& in) {
+    TlvFields f(in);
+    VirtioVsockState s;
+    s.guest_cid = f.integer<uint64_t>(kFieldGuestCid, "guest_cid");
+    s.acked_features = f.integer<uint64_t>(kFieldAckedFeatures, "acked_features");
+    s.next_local_port = f.integer<uint32_t>(kFieldNextLocalPort, "next_local_port");
+    f.finish();
+    restore(s, in.context());
 }
 
 void VirtioVsock::signal_guest() {

@@ -76,14 +76,6 @@ struct VirtioVsockState {
     uint32_t next_local_port = 1u << 30;  // host ports keep counting, never reused soon after restore
 };
 
-// Versioned little-endian blob for VirtioMmioSnapshot::device:
-//   "VSCK" | u32 version (1) | u64 guest_cid | u64 acked_features | u32 next_local_port
-// decode throws DataError "WHAT: ..." on a wrong tag or version, a truncated or
-// overlong blob, or a local port outside the hybrid range; it never reads past `b`.
-std::vector<uint8_t> encode(const VirtioVsockState& s);
-VirtioVsockState decode_virtio_vsock_state(std::span<const uint8_t> b,
-                                           const std::string& what = "virtio-vsock state");
-
 class VirtioVsock : public VirtioDevice {
 public:
     struct Options {
@@ -137,8 +129,10 @@ public:
     void restore(const VirtioVsockState& s, const std::string& what = "virtio-vsock state");
     // True while a TRANSPORT_RESET is owed to the guest.
     bool transport_reset_pending();
-    std::vector<uint8_t> save_state_blob() override;
-    void restore_state_blob(std::span<const uint8_t> b, const std::string& what) override;
+    // Persistent: VirtioVsockState's fields; save_to() is save(), restore_from()
+    // is restore() with the reader's context as `what`.
+    void save_to(TlvWriter& out) override;
+    void restore_from(TlvReader& in) override;
 
     // VirtioDevice
     const char* name() const override { return "virtio-vsock"; }

@@ -49,7 +49,7 @@ struct DescriptorChain {
 };
 
 // Driver-programmed configuration and the device's ring positions: all a snapshot
-// needs (VirtioMmio::save/restore carry it; the vmstate codec stores it).  Nothing
+// needs (VirtioMmio::save/restore carry it, VirtioMmio::save_to writes it).  Nothing
 // else survives: notification suppression (VIRTQ_AVAIL_F_NO_INTERRUPT) lives in
 // guest memory, and we offer no VIRTIO_F_EVENT_IDX.
 struct VirtqueueState {
