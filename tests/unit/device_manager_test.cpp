@@ -59,6 +59,13 @@ struct Machine {
     ~Machine() { devices.reset(); }  // before the loop
 };
 
+// What every test here needs: KVM, a directory for the sockets, a disk image.
+struct Host {
+    TempDir dir;
+    Kvm kvm;
+    Host() { write_file_atomic(dir.path + "/disk", std::string(8192, 'd')); }
+};
+
 std::vector<std::string> ids(const std::vector<DeviceSection>& s) {
     std::vector<std::string> out;
     for (const auto& d : s) out.push_back(d.id);
@@ -81,10 +88,8 @@ TEST_CASE("device manager: the layout, and every device's state through save and
         MESSAGE("skipped: /dev/kvm is not available");
         return;
     }
-    TempDir dir;
-    write_file_atomic(dir.path + "/disk", std::string(8192, 'd'));
-    Kvm kvm;
-    Machine a(kvm, dir, "a.sock");
+    Host h;
+    Machine a(h.kvm, h.dir, "a.sock");
     auto slots = a.devices->virtio_slots();
     REQUIRE(slots.size() == 2);
     CHECK(slots[0].base == 0xd0000000);
@@ -105,7 +110,7 @@ TEST_CASE("device manager: the layout, and every device's state through save and
     ms.vcpus[0].xsave.resize(4096);
     ms.devices = saved;
     MachineState back = decode_vmstate(encode_vmstate(ms), "/x/vmstate");
-    Machine b(kvm, dir, "b.sock");
+    Machine b(h.kvm, h.dir, "b.sock");
     CHECK(restore_error(*b.devices, back.devices) == "<accepted>");
     const std::vector<DeviceSection> again = b.devices->save();
     REQUIRE(again.size() == saved.size());
@@ -120,36 +125,34 @@ TEST_CASE("device manager: a section no device claims and a device without a sec
         MESSAGE("skipped: /dev/kvm is not available");
         return;
     }
-    TempDir dir;
-    write_file_atomic(dir.path + "/disk", std::string(8192, 'd'));
-    Kvm kvm;
-    Machine a(kvm, dir, "a.sock");
+    Host h;
+    Machine a(h.kvm, h.dir, "a.sock");
     const std::vector<DeviceSection> saved = a.devices->save();
 
     SUBCASE("unclaimed") {
-        Machine b(kvm, dir, "b.sock");
+        Machine b(h.kvm, h.dir, "b.sock");
         std::vector<DeviceSection> s = saved;
         s.push_back({"virtio-mmio@0xd0002000", {}});
         CHECK(restore_error(*b.devices, s) ==
               "/x/vmstate: state for device virtio-mmio@0xd0002000, which this machine does not have");
     }
     SUBCASE("missing, legacy device") {
-        Machine b(kvm, dir, "b.sock");
+        Machine b(h.kvm, h.dir, "b.sock");
         std::vector<DeviceSection> s(saved.begin(), saved.end() - 1);
         CHECK(restore_error(*b.devices, s) == "/x/vmstate: no state for device i8042");
     }
     SUBCASE("missing, virtio device") {
-        Machine b(kvm, dir, "b.sock");
+        Machine b(h.kvm, h.dir, "b.sock");
         std::vector<DeviceSection> s(saved.begin() + 1, saved.end());
         CHECK(restore_error(*b.devices, s) == "/x/vmstate: no state for device virtio-mmio@0xd0000000");
     }
     SUBCASE("a linux machine's state into a nano machine's devices") {
-        Machine n(kvm, dir, "n.sock", true);
+        Machine n(h.kvm, h.dir, "n.sock", true);
         CHECK(restore_error(*n.devices, saved) ==
               "/x/vmstate: state for device virtio-mmio@0xd0001000, which this machine does not have");
     }
     SUBCASE("a device's own complaint names the file and the device") {
-        Machine b(kvm, dir, "b.sock");
+        Machine b(h.kvm, h.dir, "b.sock");
         std::vector<DeviceSection> s = saved;
         s[2].state.clear();
         CHECK(restore_error(*b.devices, s) == "/x/vmstate: device serial: missing field dll");
