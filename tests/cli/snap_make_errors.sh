@@ -12,7 +12,9 @@ expect() {  # CODE TEXT CMD...
     [ "$(wc -l <"$T/err")" = 1 ] || fail "$*: expected one line: $(cat "$T/err")"
     grep -q "^snap-make: error: .*$text" "$T/err" || fail "$*: stderr lacks '$text': $(cat "$T/err")"
 }
-expect 64 "not both" "$SM" --out o
+expect 64 "give one of --nano FILE or --kernel FILE" "$SM" --out o
+expect 64 "give one of" "$SM" --nano "$GUEST/hello.elf" --base b --out o
+expect 64 "--initrd goes with --kernel" "$SM" --nano "$GUEST/hello.elf" --initrd i --out o
 expect 65 "stopped first: guest wrote to unknown port" "$SM" --nano "$GUEST/hostile.elf" --boot-args mode=bad-port --out o1
 expect 75 "stage 7: timed out" "$SM" --nano "$GUEST/hello.elf" --stage 7 --timeout 1 --out o2
 mkdir o3
