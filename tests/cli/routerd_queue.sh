@@ -81,17 +81,8 @@ kill -TERM $RPID; wait $RPID 2>/dev/null
 start_routerd --acquire-wait-ms 5000 --lease-hold-ms 2000
 invoke slow "chase 0 10" >/dev/null
 PID=$(sandboxes | python3 -c 'import json,sys; print([s["pid"] for s in json.load(sys.stdin) if s["state"] != "dead"][0])')
-# Killed once routerd has taken the slow invoke (its count passes the warm-up's) and
-# the guest is into it: a fixed delay raced the client's start-up (botocore ~0.3 s).
-(
-    i=0
-    until [ "$(curl -s "http://$ADDR/metrics" | awk '$1 == "kindling_routerd_invocations_total{type=\"RequestResponse\"}" { print $2 }')" -ge 2 ] 2>/dev/null; do
-        i=$((i + 1)); [ $i -gt 500 ] && exit 1
-        sleep 0.01
-    done
-    sleep 0.1
-    kill -9 "$PID"
-) &
+# Killed once routerd has taken the slow invoke and the guest is into it.
+( wait_taken 2 && sleep 0.1 && kill -9 "$PID" ) &
 KILLER=$!
 out=$(together "chase 0 4194304" "chase 1 10")
 wait $KILLER || fail "routerd never took the slow invoke"

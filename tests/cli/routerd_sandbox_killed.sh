@@ -16,8 +16,9 @@ SB=$1; SBPID=$2
 
 invoke heavy "$SLOW" >"$T/slow.out" 2>&1 &
 CLIENT=$!
-# Kill it once the slow invoke has reached the sandbox (it is busy).
-i=0; until sandboxes | grep -q '"state":"busy"'; do i=$((i+1)); [ $i -gt 500 ] && fail "sandbox never busy: $(sandboxes)"; sleep 0.01; done
+# Kill it once routerd has taken the slow invoke and the guest is into it (the
+# sandbox shows busy while routerd merely holds its lease, so that is no sign).
+wait_taken 2 || fail "routerd never took the slow invoke"
 sleep 0.2
 kill -9 "$SBPID"
 wait "$CLIENT" || fail "client: $(cat "$T/slow.out")"
