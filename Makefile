@@ -1,11 +1,24 @@
 # kindling — top-level build.  `make` builds tools, guests and man pages into $(O).
 #   make V=1        show commands
-#   make O=dir      build somewhere else (default: build)
+#   make O=dir      build somewhere else (default: build, or build-san with SAN=)
+#   make SAN=address,undefined
+#                   sanitizer build (any -fsanitize= list) of the tools, helpers and
+#                   unit tests, with frame pointers, into build-san unless O= is given
+#   make WERROR=1   warnings are errors (a change of flags recompiles what it affects)
 #   make check      install deps, build, run every test
 #   make demo       install deps, build, run the end-to-end demo
 #   make bench      run benchmarks (figures only, never pass/fail)
+#   make deps       install the packages the build and the tests need
+#
+# Layering: each lib/NAME folder is one archive and declares below (deps.NAME) the
+# modules it may use.  `make` fails if a file in lib/NAME #includes a header of a
+# module not declared there, and the archives are linked in the order the
+# declarations give (users before what they use, no --start-group), so a call into
+# an undeclared module does not link either.
 
-O ?= build
+SAN ?=
+WERROR ?= 0
+O ?= $(if $(SAN),build-san,build)
 V ?= 0
 ifeq ($(V),0)
 Q := @
@@ -17,24 +30,87 @@ endif
 
 CXX ?= g++
 CC ?= gcc
-PKGS := libcrypto libcurl libzstd libseccomp fuse3 libmemcached
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
-WARN := -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
+# pkg-config packages.  A missing one fails the build at once with its name, except
+# for the targets that install them first (deps, check, demo) and clean.
+PKGS := libcrypto libcurl libzstd libseccomp fuse3 libmemcached
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null || echo PKG-MISSING)
+ifeq ($(filter PKG-MISSING,$(PKG_CFLAGS)),)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS))
+else
+PKG_MISSING := $(shell command -v pkg-config >/dev/null || { echo pkg-config; exit; }; \
+	for p in $(PKGS); do pkg-config --exists $$p || echo $$p; done)
+PKG_CFLAGS :=
+ifneq ($(filter-out deps check demo clean,$(or $(MAKECMDGOALS),all)),)
+$(error missing pkg-config package(s): $(PKG_MISSING); run `make deps` (scripts/install-deps.sh) to install them)
+endif
+endif
+
+WERROR_FLAG := $(if $(filter 1,$(WERROR)),-Werror)
+WARN := -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers $(WERROR_FLAG)
 CXXFLAGS ?= -O2 -g
 CXXFLAGS += -std=c++20 $(WARN) -fno-plt -I. -Ilib -Iguest/nano/include $(PKG_CFLAGS) -MMD -MP -pthread
+LDFLAGS += -pthread -static-libgcc -Wl,--as-needed -Wl,-O1
+ifneq ($(SAN),)
+CXXFLAGS += -fsanitize=$(SAN) -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=$(SAN)
+else
 # libstdc++ linked statically: dynamic symbol binding of libstdc++ costs ~0.45 ms
 # per process start, a fifth of the nano cold-start budget (measured, bench/boot).
-LDFLAGS += -pthread -static-libstdc++ -static-libgcc -Wl,--as-needed -Wl,-O1
+# (Not with sanitizers: their runtimes replace operator new and want it shared.)
+LDFLAGS += -static-libstdc++
+endif
 
-# Library modules: one static archive per lib/ folder (subfolders included).
-LIB_MODULES := base hash kvm devices vmm snapshot chunk store fuse http assign route
-lib_srcs = $(shell find lib/$(1) -name '*.cpp' 2>/dev/null)
-lib_objs = $(patsubst %.cpp,$(O)/obj/%.o,$(call lib_srcs,$(1)))
-LIB_ARCHIVES := $(foreach m,$(LIB_MODULES),$(if $(call lib_srcs,$(m)),$(O)/lib/libk$(m).a))
-# Reverse dependency order for the linker: later modules depend on earlier ones.
-LINK_ARCHIVES := $(shell printf '%s\n' $(LIB_ARCHIVES) | tac)
+# Every object depends on $(FLAGS_STAMP), which changes (and so recompiles them) only
+# when the compilers or their flags change, e.g. WERROR=1 or SAN= into the same O.
+# A missing stamp is created old, so a build dir from before it is not rebuilt.
+# Neither a dry run (-n) nor a parse without the packages touches it.
+FLAGS_STAMP := $(O)/.flags
+FLAGS_NOW := $(strip $(CXX) $(CXXFLAGS) / $(CC) $(WERROR_FLAG))
+ifeq ($(PKG_MISSING)$(findstring n,$(firstword -$(MAKEFLAGS))),)
+ifneq ($(shell cat $(FLAGS_STAMP) 2>/dev/null),$(FLAGS_NOW))
+$(shell mkdir -p $(O) && { [ -e $(FLAGS_STAMP) ] && new=1; \
+	printf '%s\n' '$(FLAGS_NOW)' > $(FLAGS_STAMP); [ -n "$$new" ] || touch -d @0 $(FLAGS_STAMP); })
+endif
+endif
+$(FLAGS_STAMP): ;
+
+# Library modules: one static archive per lib/ folder (subfolders included), and the
+# modules each one may #include and call.  Header-only modules (cli) make no archive.
+LIB_MODULES := base hash kvm devices snapshot vmm chunk http store fuse assign route cli
+deps.base :=
+deps.hash :=
+deps.kvm := base
+deps.devices := kvm base
+deps.snapshot := devices kvm hash base
+deps.vmm := snapshot devices kvm http base
+deps.chunk := hash base
+deps.http := hash base
+deps.store := chunk http hash base
+deps.fuse := store snapshot chunk hash base
+deps.assign := http hash base
+deps.route := assign http hash base
+deps.cli := base
+
+LIB_UNDECLARED := $(filter-out $(LIB_MODULES),$(notdir $(wildcard lib/*)))
+ifneq ($(LIB_UNDECLARED),)
+$(error lib/$(firstword $(LIB_UNDECLARED)) is not a declared module: add it to LIB_MODULES with its deps.NAME in the Makefile)
+endif
+$(foreach m,$(LIB_MODULES),$(eval srcs.$(m) := $(shell find lib/$(m) -name '*.cpp' 2>/dev/null)))
+lib_objs = $(patsubst %.cpp,$(O)/obj/%.o,$(srcs.$(1)))
+# Users before the modules they use (tsort of the deps.* edges); a cycle is an error.
+LIB_ORDER := $(shell printf '%s\n' $(foreach m,$(LIB_MODULES),'$(m) $(m)' \
+	$(foreach d,$(deps.$(m)),'$(m) $(d)')) | tsort 2>/dev/null || echo CYCLE)
+ifneq ($(filter CYCLE,$(LIB_ORDER)),)
+$(error the deps.* declarations in the Makefile form a cycle among: $(shell printf '%s\n' \
+	$(foreach m,$(LIB_MODULES),$(foreach d,$(deps.$(m)),'$(m) $(d)')) | tsort 2>&1 >/dev/null | \
+	awk '/loop/ { if (n++) exit; next } { print $$2 }'))
+endif
+# Every archive in link order, and $(call lib_archives,MODULE...): those MODULEs and
+# what they use, in link order (for a program that needs only part of lib/).
+LIB_ARCHIVES := $(strip $(foreach m,$(LIB_ORDER),$(if $(srcs.$(m)),$(O)/lib/libk$(m).a)))
+lib_closure = $(sort $(1) $(foreach m,$(1),$(call lib_closure,$(deps.$(m)))))
+lib_archives = $(filter $(patsubst %,$(O)/lib/libk%.a,$(call lib_closure,$(1))),$(LIB_ARCHIVES))
 
 TOOLS := $(notdir $(wildcard tools/*))
 TOOL_BINS := $(addprefix $(O)/bin/,$(TOOLS))
@@ -51,31 +127,44 @@ tools: $(TOOL_BINS)
 man: $(MAN_PAGES)
 unit: $(UNIT_BIN)
 
-$(O)/obj/%.o: %.cpp
+# link OBJS...: one program from its objects and the archives in dependency order.
+link = $(CXX) $(LDFLAGS) -o $@ $(1) $(LIB_ARCHIVES) $(PKG_LIBS)
+
+$(O)/obj/%.o: %.cpp $(FLAGS_STAMP)
 	$(call say,CXX,$<)
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(CXX) $(CXXFLAGS) -c -o $@ $<
 
+# The layering check: every #include "X/..." in lib/M names M, a module in deps.M,
+# or something that is not a lib/ module (e.g. kindling/ of guest/nano/include).
+comma := ,
+space := $(empty) $(empty)
+LAYERING_STAMP := $(O)/.layering-ok
+$(LAYERING_STAMP): $(shell find lib -name '*.h' -o -name '*.cpp') Makefile
+	$(call say,CHECK,layering)
+	$(Q)scripts/check-layering.sh $(foreach m,$(LIB_MODULES),$(m):$(subst $(space),$(comma),$(strip $(deps.$(m)))))
+	$(Q)mkdir -p $(dir $@) && touch $@
+
 define lib_rule
-$(O)/lib/libk$(1).a: $(call lib_objs,$(1))
+$(O)/lib/libk$(1).a: $(call lib_objs,$(1)) | $(LAYERING_STAMP)
 	$$(call say,AR,$$@)
 	$$(Q)mkdir -p $$(dir $$@)
 	$$(Q)rm -f $$@ && ar rcs $$@ $$^
 endef
-$(foreach m,$(LIB_MODULES),$(if $(call lib_srcs,$(m)),$(eval $(call lib_rule,$(m)))))
+$(foreach m,$(LIB_MODULES),$(if $(srcs.$(m)),$(eval $(call lib_rule,$(m)))))
 
 define tool_rule
 $(O)/bin/$(1): $(patsubst %.cpp,$(O)/obj/%.o,$(wildcard tools/$(1)/*.cpp)) $(LIB_ARCHIVES)
 	$$(call say,LD,$$@)
 	$$(Q)mkdir -p $$(dir $$@)
-	$$(Q)$$(CXX) $$(LDFLAGS) -o $$@ $(patsubst %.cpp,$(O)/obj/%.o,$(wildcard tools/$(1)/*.cpp)) -Wl,--start-group $(LINK_ARCHIVES) -Wl,--end-group $$(PKG_LIBS)
+	$$(Q)$$(call link,$(patsubst %.cpp,$(O)/obj/%.o,$(wildcard tools/$(1)/*.cpp)))
 endef
 $(foreach t,$(TOOLS),$(eval $(call tool_rule,$(t))))
 
 $(UNIT_BIN): $(patsubst %.cpp,$(O)/obj/%.o,$(UNIT_SRCS)) $(LIB_ARCHIVES)
 	$(call say,LD,$@)
 	$(Q)mkdir -p $(dir $@)
-	$(Q)$(CXX) $(LDFLAGS) -o $@ $(patsubst %.cpp,$(O)/obj/%.o,$(UNIT_SRCS)) -Wl,--start-group $(LINK_ARCHIVES) -Wl,--end-group $(PKG_LIBS)
+	$(Q)$(call link,$(patsubst %.cpp,$(O)/obj/%.o,$(UNIT_SRCS)))
 
 $(O)/man/%: man/%.scd
 	$(call say,SCDOC,$<)
@@ -114,7 +203,7 @@ BENCH_BINS := $(patsubst bench/%_bench.cpp,$(O)/bench/%-bench,$(BENCH_SRCS))
 $(O)/bench/%-bench: $(O)/obj/bench/%_bench.o $(LIB_ARCHIVES)
 	$(call say,LD,$@)
 	$(Q)mkdir -p $(dir $@)
-	$(Q)$(CXX) $(LDFLAGS) -o $@ $< -Wl,--start-group $(LINK_ARCHIVES) -Wl,--end-group $(PKG_LIBS)
+	$(Q)$(call link,$<)
 bench-bins: $(BENCH_BINS)
 
 # Test helper programs: tests/helpers/NAME.cpp -> $(O)/tests/helpers/NAME (run by tests)
@@ -123,4 +212,4 @@ all: $(HELPER_BINS)
 $(HELPER_BINS): $(O)/tests/helpers/%: $(O)/obj/tests/helpers/%.o $(LIB_ARCHIVES)
 	$(call say,LD,$@)
 	$(Q)mkdir -p $(dir $@)
-	$(Q)$(CXX) $(LDFLAGS) -o $@ $< -Wl,--start-group $(LINK_ARCHIVES) -Wl,--end-group $(PKG_LIBS)
+	$(Q)$(call link,$<)
