@@ -1,33 +1,109 @@
 #!/bin/sh
 # Runs the unit tests and every tests/cli/*.sh; last line: N passed, N failed, N skipped.
-# Usage: tests/run.sh [BUILD_DIR] [PATTERN]
+# Usage: tests/run.sh [-j N] [BUILD_DIR] [PATTERN]
+#   BUILD_DIR  where the binaries are (default build)
+#   PATTERN    run only the tests whose name matches this grep pattern
+#   -j N       run N tests at a time (default 1, one after the other).  Each test's
+#              PASS/FAIL/SKIP block is printed whole when it ends.  A test with a line
+#              "# serial: REASON" (heavy, or timing that other tests would disturb)
+#              runs alone, after the others.
+# Exits non-zero if any test failed.
+usage() { echo "usage: tests/run.sh [-j N] [BUILD_DIR] [PATTERN]" >&2; exit 2; }
+jobs=1
+while getopts j: opt; do
+    case $opt in
+    j) jobs=$OPTARG ;;
+    *) usage ;;
+    esac
+done
+shift $((OPTIND - 1))
+case $jobs in '' | *[!0-9]* | 0*) echo "tests/run.sh: -j wants a positive number, not '$jobs'" >&2; usage ;; esac
+[ $# -le 2 ] || usage
 O=${1:-build}
 PATTERN=${2:-}
 export O
 cd "$(dirname "$0")/.." || exit 1
 pass=0; fail=0; skipn=0; failed=""
 
-run_one() {
+# Each test runs in the background, its output in $R/ID.log; when it ends, its result
+# (pass, fail or skip) and its printable block go to $R/ID.out and its ID to the fifo
+# on fd 3, where finish_one reads it.  $R/ID.job is the pid of the job's shell until
+# finish_one has reaped it, $R/ID.pid the test's pid while it runs.
+R=$(mktemp -d "${TMPDIR:-/tmp}/kindling-run.XXXXXX") || exit 1
+mkfifo "$R/done" || exit 1
+exec 3<>"$R/done"
+running=0; next_id=0
+
+# On exit (normally nothing is left running): stop the job shells, then the tests.
+stop_all() {
+    for f in "$R"/*.job "$R"/*.pid; do [ -e "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
+    rm -rf "$R"
+}
+trap stop_all EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# start_one NAME CMD...: start one test in the background.
+start_one() {
     name=$1; shift
-    start=$(date +%s.%N)
-    out=$("$@" 2>&1); rc=$?
-    secs=$(printf '%.1f' "$(echo "$(date +%s.%N) - $start" | bc)")
-    case $rc in
-    0) pass=$((pass + 1)); echo "PASS $name (${secs}s)" ;;
-    77) skipn=$((skipn + 1)); echo "SKIP $name: $(echo "$out" | grep -m1 'SKIP' | sed 's/^SKIP: //')" ;;
-    *) fail=$((fail + 1)); failed="$failed $name"; echo "FAIL $name (exit $rc, ${secs}s)"
-       echo "$out" | tail -n 30 | sed 's/^/    /' ;;
+    next_id=$((next_id + 1)); id=$next_id
+    (
+        start=$(date +%s.%N)
+        "$@" >"$R/$id.log" 2>&1 3>&- &
+        echo $! >"$R/$id.pid"
+        wait $!; rc=$?
+        rm -f "$R/$id.pid"
+        secs=$(printf '%.1f' "$(echo "$(date +%s.%N) - $start" | bc)")
+        case $rc in
+        0) echo pass; echo "PASS $name (${secs}s)" ;;
+        77) echo skip; echo "SKIP $name: $(grep -m1 'SKIP' "$R/$id.log" | sed 's/^SKIP: //')" ;;
+        *) echo "fail $name"; echo "FAIL $name (exit $rc, ${secs}s)"
+           tail -n 30 "$R/$id.log" | sed 's/^/    /' ;;
+        esac >"$R/$id.out"
+        echo "$id" >&3
+    ) &
+    echo $! >"$R/$id.job"
+    running=$((running + 1))
+}
+
+# finish_one: wait until a test ends, print its block and count it.
+finish_one() {
+    read -r id <&3 || exit 1
+    wait "$(cat "$R/$id.job")"; rm -f "$R/$id.job"
+    running=$((running - 1))
+    result=$(head -n 1 "$R/$id.out")
+    tail -n +2 "$R/$id.out"
+    case $result in
+    pass) pass=$((pass + 1)) ;;
+    skip) skipn=$((skipn + 1)) ;;
+    *) fail=$((fail + 1)); failed="$failed ${result#fail }" ;;
     esac
 }
 
+# run NAME CMD...: run a test in a free slot (waiting for one while all N are busy).
+run() {
+    while [ "$running" -ge "$jobs" ]; do finish_one; done
+    start_one "$@"
+}
+drain() { while [ "$running" -gt 0 ]; do finish_one; done; }
+
+is_serial() { head -n 20 "$1" | grep -q '^# serial'; }
+
 if [ -z "$PATTERN" ] || echo unit | grep -q "$PATTERN"; then
-    run_one unit "$O/tests/unit-tests"
+    run unit "$O/tests/unit-tests"
 fi
+serial=""
 for t in tests/cli/*.sh; do
     [ -e "$t" ] || continue
     name=$(basename "$t" .sh)
     if [ -n "$PATTERN" ] && ! echo "$name" | grep -q "$PATTERN"; then continue; fi
-    run_one "$name" timeout 600 sh "$t"
+    if [ "$jobs" -gt 1 ] && is_serial "$t"; then serial="$serial $t"; continue; fi
+    run "$name" timeout 600 sh "$t"
+done
+drain
+for t in $serial; do
+    run "$(basename "$t" .sh)" timeout 600 sh "$t"
+    drain
 done
 [ -n "$failed" ] && echo "failed:$failed"
 echo "$pass passed, $fail failed, $skipn skipped"

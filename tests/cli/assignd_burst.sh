@@ -2,6 +2,7 @@
 # at most 10 sandboxes and every one succeeds and answers; with concurrency 2 the
 # extra acquires get 429 TooManyRequestsException after wait_ms, not failures; a
 # waiting acquire gets a sandbox as soon as one is released.
+# serial: restores 10 VMs at once
 . "$(dirname "$0")/../lib.sh"
 need_kvm
 . "$ROOT/tests/cli/assignd.lib"

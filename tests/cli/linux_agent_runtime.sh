@@ -5,6 +5,7 @@
 # function error, a crash (then a fresh runtime for the next invoke), an oversize
 # answer and a timeout, each mapped to Lambda's error shapes; and an init error.
 # On PVM hosts it runs inside the nested-KVM host (scripts/hwvirt.sh).
+# serial: boots Linux (inside a QEMU TCG nested-KVM host on PVM hosts: minutes of CPU)
 . "$(dirname "$0")/../lib.sh"
 
 need_linux_kvm "$@"

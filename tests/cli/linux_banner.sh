@@ -3,6 +3,7 @@
 # boot protocol: the serial console shows the Linux banner, the e820 map we gave,
 # our command line and the initrd where we put it (top of RAM, page aligned).
 # On PVM hosts Linux dies soon after; that is expected.
+# serial: boots a Linux kernel twice (CPU heavy; waits on console output with a time limit)
 . "$(dirname "$0")/../lib.sh"
 
 need_kvm

@@ -3,6 +3,7 @@
 # which prints a marker with our command line and reboots; reboot=k makes the
 # kernel reset through the i8042, which ends fc-launch cleanly.  Needs hardware
 # virtualisation: on PVM hosts it runs inside the nested-KVM host (scripts/hwvirt.sh).
+# serial: boots Linux (inside a QEMU TCG nested-KVM host on PVM hosts: minutes of CPU)
 . "$(dirname "$0")/../lib.sh"
 
 need_linux_kvm "$@"

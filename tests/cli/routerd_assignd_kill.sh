@@ -5,6 +5,7 @@
 # (right body) or get a prompt 500 ServiceException naming assignd, never a hang or a
 # wrong 200, and one that needs assignd gets that 500; invokes after the restart
 # succeed, served warm by the rebuilt sandboxes; SIGTERM stops them all.
+# serial: measures how promptly invokes fail while assignd is down
 . "$(dirname "$0")/../lib.sh"
 need_kvm
 [ -x "$BIN/assignd" ] || skip "assignd not built"

@@ -4,6 +4,7 @@
 # burst of 8 slow invokes (init-heavy, ~0.5 s each) of a function with concurrency 2
 # gets only 200s and 429 TooManyRequestsException (at least one 429, never a 5xx or a
 # function error) and at most 2 sandboxes.
+# serial: restores 8 VMs at once; slow invokes compete for a 2-sandbox limit
 . "$(dirname "$0")/../lib.sh"
 need_kvm
 [ -x "$BIN/assignd" ] || skip "assignd not built"
