@@ -91,7 +91,7 @@ deps.http := hash base
 deps.store := chunk http hash base
 deps.fuse := store snapshot chunk hash base
 deps.assign := http hash base
-deps.route := assign http hash base
+deps.route := assign http base
 deps.cli := base
 
 LIB_UNDECLARED := $(filter-out $(LIB_MODULES),$(notdir $(wildcard lib/*)))
