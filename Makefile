@@ -16,6 +16,7 @@
 # declarations give (users before what they use, no --start-group), so a call into
 # an undeclared module does not link either.
 
+.DEFAULT_GOAL := all
 SAN ?=
 WERROR ?= 0
 O ?= $(if $(SAN),build-san,build)
