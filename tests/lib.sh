@@ -56,6 +56,7 @@ bg() { "$@" & PIDS="$PIDS $!"; }
 
 # wait_for_file PATH [SECONDS]
 wait_for_file() {
+    local i n
     i=0; n=$(( ${2:-5} * 100 ))
     while [ ! -e "$1" ]; do
         i=$((i + 1)); [ $i -gt $n ] && return 1
@@ -66,6 +67,7 @@ wait_for_file() {
 # stop_server PID...: SIGTERM, then wait (bounded) until each process is gone: a
 # server still answering while it dies makes the next step's outcome a race.
 stop_server() {
+    local p i
     for p in "$@"; do kill "$p" 2>/dev/null; done
     for p in "$@"; do
         i=0

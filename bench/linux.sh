@@ -1,0 +1,74 @@
+#!/bin/sh
+# Linux guest figures: boot to the agent's first answer (cold), snap-make's boot to
+# agent ready, and restore to first answer, with their ratio.  Usage:
+#   sh bench/linux.sh [BUILD_DIR]        (LINUX_RUNS=N, default 5)
+# Needs hardware virtualisation: on PVM hosts it re-runs itself inside the nested-KVM
+# host (scripts/hwvirt.sh), where QEMU's TCG emulates everything the L2 guest does,
+# so the absolute times are scaled by emulation; compare the ratio, measured in the
+# same run, not the milliseconds.
+set -eu
+O=${1:-build}
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+RUNS=${LINUX_RUNS:-5}
+BIN=$ROOT/$O/bin
+if [ -z "${KINDLING_HWVIRT:-}" ] && { [ -d /sys/module/kvm_pvm ] || ! grep -qE '\b(vmx|svm)\b' /proc/cpuinfo; }; then
+    echo "linux: PVM host: running inside the nested-KVM host (figures are TCG-scaled)"
+    exec scripts/hwvirt.sh sh bench/linux.sh "$O"
+fi
+[ -x "$O/guest/kindling-agent" ] && [ -x "$O/bench/answer-bench" ] || { echo "linux: build first (make all bench-bins)"; exit 0; }
+kdir=$(guest/linux/build.sh)
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+
+mkdir -p "$T/root/bin" "$T/root/var/task"
+strip -o "$T/root/init" "$O/guest/kindling-agent"
+cp /bin/busybox "$T/root/bin/busybox"
+for a in sh wget cat sed tr; do ln -s busybox "$T/root/bin/$a"; done
+cat >"$T/root/var/task/bootstrap" <<'EOF'
+#!/bin/sh
+API=http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime
+while :; do
+    wget -q -S -O /tmp/event "$API/invocation/next" 2>/tmp/hdr || exit 3
+    id=$(sed -n "s/^ *Lambda-Runtime-Aws-Request-Id: *//p" /tmp/hdr | tr -d "\r")
+    wget -q -O /dev/null --post-file /tmp/event "$API/invocation/$id/response"
+done
+EOF
+chmod 755 "$T/root/var/task/bootstrap"
+(cd "$T/root" && find . | cpio -o -H newc --quiet) >"$T/initrd.cpio"
+ARGS="console=ttyS0 reboot=k panic=1 pci=off quiet rdinit=/init"
+printf 'ping' >"$T/in"
+
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+stats() {  # label file: median (min-max) of the numbers in file
+    sort -n "$2" | awk -v l="$1" '{v[NR]=$1} END {m=(NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2; printf "%-40s %8.1f ms  (%.1f-%.1f, n=%d)\n", l, m, v[1], v[NR], NR}'
+}
+median() { sort -n "$1" | awk '{v[NR]=$1} END {print (NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2}'; }
+
+i=0
+while [ $i -lt "$RUNS" ]; do
+    t0=$(now_ms)
+    "$BIN/fc-launch" --kernel "$kdir/bzImage" --initrd "$T/initrd.cpio" --mem 256 --vsock "$T/b$i.sock" \
+        --boot-args "$ARGS" >/dev/null 2>&1 &
+    "$O/bench/answer-bench" "$T/b$i.sock" "$T/in" 120 >/dev/null
+    echo $(($(now_ms) - t0)) >>"$T/cold"
+    wait
+    "$BIN/snap-make" --json --kernel "$kdir/bzImage" --initrd "$T/initrd.cpio" --mem 256 --boot-args "$ARGS" \
+        --timeout 120 --out "$T/snap$i" | sed 's/.*"init_ms":\([0-9.]*\).*/\1/' >>"$T/ready"
+    [ $i -gt 0 ] && rm -rf "$T/snap$i"
+    i=$((i + 1))
+done
+i=0
+while [ $i -lt "$RUNS" ]; do
+    t0=$(now_ms)
+    "$BIN/fc-launch" --restore "$T/snap0" --vsock "$T/r$i.sock" >/dev/null 2>&1 &
+    "$O/bench/answer-bench" "$T/r$i.sock" "$T/in" 120 >/dev/null
+    echo $(($(now_ms) - t0)) >>"$T/restore"
+    wait
+    i=$((i + 1))
+done
+stats "cold boot -> first answer" "$T/cold"
+stats "boot -> agent ready (snap-make init_ms)" "$T/ready"
+stats "restore -> first answer" "$T/restore"
+awk -v c="$(median "$T/cold")" -v r="$(median "$T/restore")" \
+    'BEGIN {printf "%-40s %8.1fx (medians; TCG-scaled host: only the ratio carries over)\n", "cold / restore", c / r}'
