@@ -56,6 +56,7 @@ void VirtioVsock::reset() {
     // the new driver.
     muxer_.forget_guest_connections();
     reset_owed_ = false;  // a new driver starts with no connections to drop
+    reset_unacked_ = false;
     acked_features_ = 0;
     rxq_ = txq_ = evq_ = nullptr;
     used_ = nullptr;
@@ -66,8 +67,9 @@ void VirtioVsock::notify(uint16_t queue) {
     try {
         if (queue == 1) process_tx();
         // rx: new buffers may unblock connections; tx: replies and credit may be owed;
-        // event: a buffer for an owed TRANSPORT_RESET, which rx traffic waits behind.
-        if (queue <= 1 || reset_owed_) deliver_rx();
+        // event: a buffer for an owed TRANSPORT_RESET, or the refill that says the
+        // driver has handled it; rx traffic waits behind both.
+        if (queue <= 1 || reset_owed_ || reset_unacked_) deliver_rx();
     } catch (const std::exception& e) {  // never into the vCPU thread
         log_warn("virtio-vsock: %s", e.what());
     }
@@ -105,6 +107,11 @@ bool VirtioVsock::push_transport_reset() {
 }
 
 bool VirtioVsock::deliver_owed_reset() {
+    if (reset_unacked_) {
+        if (!evq_ || evq_->failed()) return false;
+        if (evq_->avail_index() == reset_avail_) return false;
+        reset_unacked_ = false;
+    }
     if (!reset_owed_) return true;
     if (!evq_ || evq_->failed()) return false;
     if (!evq_->started()) {
@@ -115,9 +122,11 @@ bool VirtioVsock::deliver_owed_reset() {
     }
     if (!evq_->has_available()) return false;
     discard_tx();
+    reset_avail_ = evq_->avail_index();
     if (!push_transport_reset()) return false;
     reset_owed_ = false;
-    return true;
+    reset_unacked_ = true;
+    return false;
 }
 
 void VirtioVsock::discard_tx() {
@@ -158,6 +167,7 @@ void VirtioVsock::restore(const VirtioVsockState& s, const std::string& what) {
         log_verbose("vsock: restored with guest CID %" PRIu64 " (was %" PRIu64 "); the guest re-reads it on reset",
                     guest_cid_, s.guest_cid);
     muxer_.set_next_local_port(s.next_local_port);
+    reset_unacked_ = false;
     if (!rxq_) return;  // the driver is not running: it will reset the device first
     reset_owed_ = true;
     try {
@@ -170,7 +180,7 @@ void VirtioVsock::restore(const VirtioVsockState& s, const std::string& what) {
 
 bool VirtioVsock::transport_reset_pending() {
     std::lock_guard lk(mu_);
-    return reset_owed_;
+    return reset_owed_ || reset_unacked_;
 }
 
 namespace {

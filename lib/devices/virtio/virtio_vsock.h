@@ -77,15 +77,17 @@ public:
     // restore(): call on a fresh device after VirtioMmio::restore() has activated it.
     // TRANSPORT_RESET is sent on the event queue; if the driver has no event buffer
     // there yet, it is sent as soon as one appears.  While it is owed, nothing goes
-    // to the rx queue (no new connection can precede the reset) and tx packets are
-    // handed back unread (queued before the guest knew: they belong to connections
-    // the reset ends).  A driver without a ready event queue gets no reset.
+    // to the rx queue and tx packets are handed back unread (queued before the guest
+    // knew: they belong to connections the reset ends).  Once sent, rx still waits
+    // until the driver has handled it (it makes a new event buffer available): a
+    // new connection must not be dropped with the old ones.  A driver without a
+    // ready event queue gets no reset.
     // A device restored while its driver is not running just forgets the reset (the
     // driver resets the device before it uses it).  Throws DataError when the
     // features differ from those the transport activated the device with.
     VirtioVsockState save();
     void restore(const VirtioVsockState& s, const std::string& what = "virtio-vsock state");
-    // True while a TRANSPORT_RESET is owed to the guest.
+    // True while a TRANSPORT_RESET is owed to the guest or not yet handled by it.
     bool transport_reset_pending();
     // Persistent: VirtioVsockState's fields; save_to() is save(), restore_from()
     // is restore() with the reader's context as `what`.
@@ -107,7 +109,7 @@ private:
     void process_tx();
     void deliver_rx();
     bool push_transport_reset();
-    bool deliver_owed_reset();  // true when nothing is owed (any more)
+    bool deliver_owed_reset();  // true when nothing is owed (any more) and the driver has handled it
     void discard_tx();
     void signal_guest();
     // Runs fn with the lock held and ends with deliver_rx + signal; exceptions from
@@ -120,6 +122,14 @@ private:
 
     uint64_t acked_features_ = 0;
     bool reset_owed_ = false;  // TRANSPORT_RESET not yet on the event queue
+    // A TRANSPORT_RESET is on the event queue but the driver has not handled it yet.
+    // Linux handles rx and event interrupts in separate work items, rx first: a
+    // connection REQUEST delivered now would be reset along with the old ones.  rx
+    // waits until the driver makes a new event buffer available (Linux refills the
+    // event queue right after handling the events), i.e. its available index moves
+    // past reset_avail_.
+    bool reset_unacked_ = false;
+    uint16_t reset_avail_ = 0;
 
     Virtqueue* rxq_ = nullptr;
     Virtqueue* txq_ = nullptr;

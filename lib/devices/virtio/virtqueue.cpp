@@ -146,6 +146,8 @@ bool Virtqueue::start(bool indirect_desc) {
     return true;
 }
 
+uint16_t Virtqueue::avail_index() const { return started_ ? load_acquire16(avail_ + 2) : 0; }
+
 bool Virtqueue::has_available() {
     if (!started_ || failed_) return false;
     uint16_t idx = load_acquire16(avail_ + 2);

@@ -99,6 +99,9 @@ public:
     // True when the driver has made a chain available that we have not popped.
     // (May fail the queue when the avail index is hostile.)
     bool has_available();
+    // The driver's available index (how many chains it has ever made available, mod
+    // 2^16); 0 when the queue is not started.
+    uint16_t avail_index() const;
     // Pops the next available chain into `chain`; false when there is none, the
     // queue is stopped, or the chain is hostile (then the queue has failed).
     bool pop(DescriptorChain& chain);
