@@ -106,10 +106,15 @@ AgentConfig read_config() {
 
 // The VMM's ports (kindling-nano(7) PORTS); fc-launch answers KN_PORT_READY and
 // KN_PORT_EXIT for Linux guests too.  ioperm needs CAP_SYS_RAWIO: PID 1 has it.
-bool ports_ok() {
-    static bool ok = ::ioperm(KN_PORT_EXIT, 8, 1) == 0;
-    return ok;
+// The permission belongs to the calling thread and those it creates afterwards, so
+// main() asks before starting any thread (the ready report comes from the Runtime
+// API's thread, EXIT from the listener's).
+bool g_ports_ok = false;
+void open_ports() {
+    g_ports_ok = ::ioperm(KN_PORT_EXIT, 8, 1) == 0;
+    if (!g_ports_ok) log_warn("ioperm: %s: no ready report, EXIT falls back to a reboot", std::strerror(errno));
 }
+bool ports_ok() { return g_ports_ok; }
 
 void report_ready() {
     if (ports_ok()) ::outl(KN_READY_SERVING, KN_PORT_READY);
@@ -236,6 +241,7 @@ int main() {
     }
     AgentConfig cfg = read_config();
     if (cfg.debug) log_init("kindling-agent", LogLevel::kVerbose);
+    open_ports();
     bring_up_loopback();
 
     try {
