@@ -61,8 +61,8 @@ done
 i=0
 while [ $i -lt "$RUNS" ]; do
     t0=$(now_ms)
-    "$BIN/fc-launch" --restore "$T/snap0" --vsock "$T/r$i.sock" >/dev/null 2>&1 &
-    "$O/bench/answer-bench" "$T/r$i.sock" "$T/in" 120 >/dev/null
+    "$BIN/fc-launch" --restore "$T/snap0" --vsock "$T/r$i.sock" >"$T/r$i.console" 2>&1 &
+    "$O/bench/answer-bench" "$T/r$i.sock" "$T/in" 120 >/dev/null || { tail -n 20 "$T/r$i.console"; exit 1; }
     echo $(($(now_ms) - t0)) >>"$T/restore"
     wait
     i=$((i + 1))
