@@ -8,7 +8,7 @@
 #   scripts/hwvirt.sh [OPTIONS] CMD...   run CMD inside; its output on stdout, its exit status ours
 #
 # Inside: the host's root file system read-only (virtio-9p) with tmpfs on /tmp, /run,
-# /var/tmp and /root, proc/sys/dev mounted, /dev/kvm from kvm-amd, /dev/fuse; the
+# /var/tmp and /root, proc/sys/dev mounted, loopback up, /dev/kvm from kvm-amd, /dev/fuse; the
 # same working directory and exported environment as the caller.  So the checkout
 # and its build dir are visible at the same paths; everything written goes to tmpfs
 # and is gone afterwards.  TCG is slow: every figure taken inside is scaled (report
@@ -129,6 +129,8 @@ quote() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
 {
     export -p | grep -v -E '^export (PWD|OLDPWD|SHLVL|_|TMPDIR|HOME)=' || true
     echo "export HOME=/root KINDLING_HWVIRT=1"
+    # Loopback for tests that talk TCP on 127.0.0.1 (routerd).
+    echo "/bin/busybox ifconfig lo 127.0.0.1 up || exit 70"
     printf 'cd %s || exit 70\n' "$(quote "$PWD")"
     printf 'exec'
     for a in "$@"; do printf ' %s' "$(quote "$a")"; done
