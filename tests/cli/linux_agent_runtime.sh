@@ -9,26 +9,19 @@
 . "$(dirname "$0")/../lib.sh"
 
 need_linux_kvm "$@"
-[ -x "$GUEST/kindling-agent" ] || fail "$GUEST/kindling-agent not built"
-command -v cpio >/dev/null || skip "cpio not installed"
-[ -x /bin/busybox ] || skip "busybox-static not installed"
-kdir=$("$ROOT/guest/linux/build.sh") || fail "guest/linux/build.sh failed (exit $?)"
+. "$ROOT/tests/cli/linux.lib"
 
-# initramfs: the agent as /init, busybox for the shell runtime, the function.
-make_root() {  # DIR BOOTSTRAP_TEXT
-    mkdir -p "$1/bin" "$1/var/task" "$1/dev" "$1/proc" "$1/sys" "$1/tmp" "$1/run"
-    strip -o "$1/init" "$GUEST/kindling-agent"
-    cp /bin/busybox "$1/bin/busybox"
-    for a in sh wget cat sed tr head sleep; do ln -s busybox "$1/bin/$a"; done
-    printf '%s\n' "$2" >"$1/var/task/bootstrap"
-    head -c 100001 /dev/zero | tr '\0' a >"$1/var/task/big"  # one byte over kindling.max_response
-    chmod 755 "$1/var/task/bootstrap"
-    (cd "$1" && find . | cpio -o -H newc --quiet) >"$1.cpio"
+# make_root DIR BOOTSTRAP_TEXT: the initramfs DIR.cpio, with a file one byte over
+# kindling.max_response for the oversize answer.
+make_root() {
+    mkdir -p "$1/var/task"
+    head -c 100001 /dev/zero | tr '\0' a >"$1/var/task/big"
+    shell_initrd "$1" "$2"
 }
 
 boot() {  # NAME: start the VM from $T/NAME.cpio with vsock $T/NAME.sock
     bg "$BIN/fc-launch" --kernel "$kdir/bzImage" --initrd "$T/$1.cpio" --mem 256 --vsock "$T/$1.sock" \
-        --boot-args "console=ttyS0 reboot=k panic=1 pci=off quiet rdinit=/init kindling.function=$1 kindling.timeout_ms=5000 kindling.max_response=100000" \
+        --boot-args "$LINUX_ARGS kindling.function=$1 kindling.timeout_ms=5000 kindling.max_response=100000" \
         >"$T/$1.console" 2>"$T/$1.err"
     wait_for_file "$T/$1.sock" 60 || fail "$1: no vsock socket; console: $(tail -n 5 "$T/$1.console")"
 }

@@ -9,19 +9,11 @@
 . "$(dirname "$0")/../lib.sh"
 
 need_linux_kvm "$@"
-[ -x "$GUEST/kindling-agent" ] || fail "$GUEST/kindling-agent not built"
-command -v cpio >/dev/null || skip "cpio not installed"
-[ -x /bin/busybox ] || skip "busybox-static not installed"
 [ -x "$BIN/assignd" ] || fail "assignd not built"
 . "$ROOT/tests/cli/routerd.lib"
-kdir=$("$ROOT/guest/linux/build.sh") || fail "guest/linux/build.sh failed (exit $?)"
+. "$ROOT/tests/cli/linux.lib"
 
-R=$T/root
-mkdir -p "$R/bin" "$R/var/task"
-strip -o "$R/init" "$GUEST/kindling-agent"
-cp /bin/busybox "$R/bin/busybox"
-for a in sh wget cat sed tr; do ln -s busybox "$R/bin/$a"; done
-cat >"$R/var/task/bootstrap" <<'EOS'
+shell_initrd "$T/root" "$(cat <<'EOS'
 #!/bin/sh
 API=http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime
 while :; do
@@ -34,10 +26,9 @@ while :; do
     esac
 done
 EOS
-chmod 755 "$R/var/task/bootstrap"
-(cd "$R" && find . | cpio -o -H newc --quiet) >"$T/initrd.cpio"
-"$BIN/snap-make" --kernel "$kdir/bzImage" --initrd "$T/initrd.cpio" --mem 256 --timeout 120 \
-    --boot-args "console=ttyS0 reboot=k panic=1 pci=off quiet rdinit=/init kindling.function=lx" \
+)"
+"$BIN/snap-make" --kernel "$kdir/bzImage" --initrd "$T/root.cpio" --mem 256 --timeout 120 \
+    --boot-args "$LINUX_ARGS kindling.function=lx" \
     --out "$T/snap" >"$T/snap-make.out" 2>"$T/snap-make.err" || fail "snap-make: $(cat "$T/snap-make.err")"
 
 cat >"$T/functions.json" <<EOC
