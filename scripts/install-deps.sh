@@ -10,7 +10,7 @@ PKGS="build-essential pkg-config git ca-certificates
  scdoc socat curl gnuplot-nox python3 procps
  memcached awscli python3-botocore python3-boto3 wrk
  linux-source-6.1 bc flex bison libelf-dev cpio xz-utils
- qemu-system-x86 busybox-static"
+ qemu-system-x86 busybox-static squashfs-tools e2fsprogs"
 
 missing=""
 for p in $PKGS; do
@@ -53,4 +53,7 @@ fi
 # whose KVM cannot boot Linux (PVM).
 if [ "$(id -u)" = 0 ]; then
     "$(dirname "$0")/hwvirt.sh" --prepare
+    # The Debian packages of the Linux guests' root images (scripts/mkroot.sh), unpacked
+    # into the kindling cache: the nested host builds images from it read-only.
+    "$(dirname "$0")/mkroot.sh" --prepare
 fi
