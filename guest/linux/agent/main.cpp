@@ -4,7 +4,8 @@
 // port 9000 to the host.  Reports KN_READY_SERVING to the VMM once the runtime first
 // asks for work, so snap-make snapshots an initialised function.  After a snapshot
 // restore (a new generation id from the VMM) it reseeds the kernel RNG before the
-// next invocation runs.
+// next invocation runs.  With kindling.root= it first switches from its initramfs to a
+// read-only root image under a read-write overlay (root_switch.h).
 #include <fcntl.h>
 #include <linux/random.h>
 #include <net/if.h>
@@ -33,6 +34,7 @@
 #include "base/log.h"
 #include "invoke_listener.h"
 #include "kindling/nano_abi.h"
+#include "root_switch.h"
 #include "runtime_api.h"
 
 using namespace kindling;
@@ -43,6 +45,7 @@ namespace {
 struct AgentConfig {
     RuntimeConfig runtime;
     ListenerConfig listener;
+    RootConfig root;
     uint64_t generation_addr = 0;  // guest-physical address of struct kn_generation; 0: none
     bool debug = false;
 };
@@ -94,6 +97,8 @@ AgentConfig read_config() {
             else if (key == "timeout_ms") c.runtime.timeout = std::chrono::milliseconds(std::stoull(val));
             else if (key == "max_response") c.runtime.max_response = std::stoull(val);
             else if (key == "port") c.listener.port = static_cast<uint32_t>(std::stoul(val));
+            else if (key == "root") c.root.image = val;
+            else if (key == "overlay") c.root.overlay = val;
             else if (key == "generation") c.generation_addr = std::stoull(val, nullptr, 0);
             else if (key == "debug") c.debug = true;
             else if (key.starts_with("env.")) c.runtime.environment[key.substr(4)] = val;
@@ -242,6 +247,22 @@ int main() {
     AgentConfig cfg = read_config();
     if (cfg.debug) log_init("kindling-agent", LogLevel::kVerbose);
     open_ports();
+    if (!cfg.root.overlay.empty() && cfg.root.image.empty()) {
+        log_error("kindling.overlay=%s needs kindling.root=", cfg.root.overlay.c_str());
+        stop_vm(kExitUsage);
+    }
+    if (!cfg.root.image.empty()) {
+        if (::getpid() != 1) {
+            log_error("kindling.root= needs the agent to run as PID 1");
+            stop_vm(kExitUsage);
+        }
+        try {
+            switch_root(cfg.root);
+        } catch (const Error& e) {
+            log_error("%s", e.what());
+            stop_vm(e.exit_code());
+        }
+    }
     bring_up_loopback();
 
     try {
