@@ -9,12 +9,17 @@
 
 namespace kindling {
 
-// A virtio-blk device backed by a host file.
+// A virtio-blk device backed by a host file.  In a snapshot layer's record a relative
+// path_on_host names a file in the layer's directory (snap-make --rootfs's overlay).
 struct DriveConfig {
     std::string drive_id;
     std::string path_on_host;
     bool is_root_device = false;
     bool is_read_only = false;
+    // kindling's own: the guest may write, but its writes stay private to this VM
+    // (VirtioBlk copy-on-write; the file is never written), so every clone restored
+    // from one snapshot sees the file as the snapshot left it.
+    bool copy_on_write = false;
 };
 
 // The virtio-vsock device: the guest's context id and the host-side Unix socket.

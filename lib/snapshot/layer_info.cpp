@@ -107,7 +107,8 @@ std::string encode_layer_json(const LayerInfo& l) {
         dev["drives"].push_back({{"drive_id", d.drive_id},
                                  {"path_on_host", d.path_on_host},
                                  {"is_root_device", d.is_root_device},
-                                 {"is_read_only", d.is_read_only}});
+                                 {"is_read_only", d.is_read_only},
+                                 {"copy_on_write", d.copy_on_write}});
     j["devices"] = dev;
     j["parent"] = l.parent ? json{{"path", l.parent->path}, {"id", l.parent->id}} : json(nullptr);
     j["tags"] = l.config.tags;
@@ -164,10 +165,14 @@ LayerInfo decode_layer_json(const std::string& file, const std::string& text) {
     if (!drives.is_array()) r.fail("devices.drives", "not an array");
     for (size_t i = 0; i < drives.size(); ++i) {
         std::string f = "devices.drives[" + std::to_string(i) + "]";
-        l.config.drives.push_back({r.str(drives[i], "drive_id", f + ".drive_id"),
-                                   r.str(drives[i], "path_on_host", f + ".path_on_host"),
-                                   r.boolean(drives[i], "is_root_device", f + ".is_root_device"),
-                                   r.boolean(drives[i], "is_read_only", f + ".is_read_only")});
+        DriveConfig dc{r.str(drives[i], "drive_id", f + ".drive_id"), r.str(drives[i], "path_on_host", f + ".path_on_host"),
+                       r.boolean(drives[i], "is_root_device", f + ".is_root_device"),
+                       r.boolean(drives[i], "is_read_only", f + ".is_read_only")};
+        if (dc.path_on_host.empty()) r.fail(f + ".path_on_host", "empty");
+        // Optional: layers written before copy-on-write drives existed lack it.
+        if (drives[i].contains("copy_on_write")) dc.copy_on_write = r.boolean(drives[i], "copy_on_write", f + ".copy_on_write");
+        if (dc.copy_on_write && dc.is_read_only) r.fail(f + ".copy_on_write", "a read-only drive cannot also be copy-on-write");
+        l.config.drives.push_back(std::move(dc));
     }
     const json& tags = r.at(j, "tags", "tags");
     if (!tags.is_array()) r.fail("tags", "not an array");
@@ -202,6 +207,8 @@ LayerInfo decode_layer_json(const std::string& file, const std::string& text) {
 LayerInfo read_layer_info(const std::string& dir) {
     const std::string json_path = dir + "/snapshot.json";
     LayerInfo l = decode_layer_json(json_path, read_file(json_path));
+    for (auto& d : l.config.drives)
+        if (d.path_on_host[0] != '/') d.path_on_host = dir + "/" + d.path_on_host;
     Stat vs = stat_file(dir + "/vmstate");
     if (!vs.exists) throw DataError(dir + "/vmstate is missing");
     if (vs.size != l.vmstate.size)

@@ -66,7 +66,8 @@ LayerInfo decode_layer_json(const std::string& file, const std::string& text);
 // Reads and validates DIR/snapshot.json and checks the other files against it
 // (vmstate and mem present with the sizes it states; mem.bitmap present in a diff
 // layer).  DataError naming the file on any problem; SysError when a file cannot be
-// read.  Does not follow the parent.
+// read.  Does not follow the parent.  A drive's relative path_on_host comes back
+// prefixed with "DIR/" (files the layer holds itself, e.g. snap-make's overlay).
 LayerInfo read_layer_info(const std::string& dir);
 
 // Reads the file at `path` whole and checks it against its snapshot.json summary.

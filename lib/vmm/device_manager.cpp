@@ -78,7 +78,7 @@ DeviceManager::DeviceManager(Vm& vm, const GuestMemory& mem, EventLoop& loop, co
     std::vector<std::shared_ptr<VirtioDevice>> devs;
     if (config.vsock) devs.push_back(std::make_shared<VirtioVsock>(config.vsock->guest_cid, config.vsock->uds_path, loop));
     for (const auto& d : config.drives)
-        devs.push_back(std::make_shared<VirtioBlk>(d.path_on_host, d.is_read_only, d.drive_id));
+        devs.push_back(std::make_shared<VirtioBlk>(d.path_on_host, d.is_read_only, d.drive_id, d.copy_on_write));
     for (size_t i = 0; i < devs.size(); ++i) {
         const VirtioSlot slot{KN_MMIO_BASE + i * KN_MMIO_STRIDE, kFirstVirtioIrq + static_cast<uint32_t>(i),
                               devs[i]->device_id()};

@@ -44,11 +44,18 @@ struct BlkFixture {
     std::unique_ptr<TestVirtioDriver> drv;
     uint64_t hdr = 0, data = 0, status = 0;
 
-    explicit BlkFixture(bool ro = false, size_t sectors = 16) {
+    explicit BlkFixture(bool ro = false, size_t sectors = 16, bool cow = false) {
         std::string img(sectors * 512, '\0');
         for (size_t i = 0; i < img.size(); ++i) img[i] = static_cast<char>('a' + (i / 512) % 26);
         write_file_atomic(disk, img);
-        blk = std::make_shared<VirtioBlk>(disk, ro, "drive-0");
+        attach(ro, cow);
+    }
+
+    // Another VM's view: a second device (own memory, driver, queue) on f's disk file.
+    BlkFixture(const std::string& shared_disk, bool cow) : disk(shared_disk) { attach(false, cow); }
+
+    void attach(bool ro, bool cow) {
+        blk = std::make_shared<VirtioBlk>(disk, ro, "drive-0", cow);
         mmio = std::make_unique<VirtioMmio>(mem, blk, irq);
         drv = std::make_unique<TestVirtioDriver>(mem, *mmio);
         uint64_t feats = kVirtioFVersion1 | (1ull << 9) | (ro ? 1ull << 5 : 0);
@@ -102,6 +109,14 @@ struct BlkFixture {
         std::string s(n, '\0');
         mem.read(data, s.data(), n);
         return s;
+    }
+    uint8_t write(uint64_t sector, const std::string& bytes) {
+        mem.write(data, bytes.data(), bytes.size());
+        return request(kOut, sector, static_cast<uint32_t>(bytes.size())).first;
+    }
+    std::string read(uint64_t sector, uint32_t len) {
+        REQUIRE(request(kIn, sector, len).first == kOk);
+        return guest_data(len);
     }
 };
 
@@ -274,4 +289,65 @@ TEST_CASE("virtio-blk snapshot: restore refuses what does not fit the drive") {
             CHECK(std::string(e.what()).find("this device does not offer") != std::string::npos);
         }
     }
+}
+
+TEST_CASE("virtio-blk copy-on-write: the guest reads its writes, the file never changes") {
+    BlkFixture f(false, 16, true);
+    CHECK(f.blk->copy_on_write());
+    f.drv->set_reg(VirtioMmio::kDeviceFeaturesSel, 0);
+    CHECK_FALSE((f.drv->reg(VirtioMmio::kDeviceFeatures) & (1u << 5)));  // writable to the guest
+    const std::string before = read_file(f.disk);
+
+    // A write across sectors 5..7 (split over two descriptors), read back around it:
+    // written sectors from the private copy, their neighbours from the file.
+    std::string payload(1536, '\0');
+    for (size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>(i * 13 + 1);
+    CHECK(f.write(5, payload) == kOk);
+    CHECK(f.read(4, 2560) == std::string(512, 'e') + payload + std::string(512, 'i'));
+    CHECK(f.write(6, std::string(512, 'Z')) == kOk);  // rewriting a private sector
+    CHECK(f.read(5, 1536) == payload.substr(0, 512) + std::string(512, 'Z') + payload.substr(1024));
+    CHECK(f.request(kFlush, 0, 0).first == kOk);
+    CHECK(read_file(f.disk) == before);
+
+    // Out-of-range requests still fail before touching the mapping.
+    CHECK(f.request(kOut, 15, 1024).first == kIoErr);
+    CHECK(f.request(kIn, ~0ull, 512).first == kIoErr);
+    CHECK(f.read(15, 512) == std::string(512, 'p'));
+    CHECK_FALSE((f.drv->reg(VirtioMmio::kStatus) & kVirtioStatusNeedsReset));
+}
+
+TEST_CASE("virtio-blk copy-on-write: two VMs on one file do not see each other's writes") {
+    BlkFixture a(false, 16, true);
+    BlkFixture b(a.disk, true);
+    CHECK(a.write(3, std::string(512, 'A')) == kOk);
+    CHECK(b.write(4, std::string(512, 'B')) == kOk);
+    CHECK(a.read(3, 1024) == std::string(512, 'A') + std::string(512, 'e'));
+    CHECK(b.read(3, 1024) == std::string(512, 'd') + std::string(512, 'B'));
+    // A shared (plain read-write) drive on the same file is what clones would get
+    // without copy-on-write: it writes the file, and a copy-on-write drive opened
+    // afterwards reads that.
+    BlkFixture shared(a.disk, false);
+    CHECK(shared.write(9, std::string(512, 'S')) == kOk);
+    BlkFixture c(a.disk, true);
+    CHECK(c.read(9, 512) == std::string(512, 'S'));
+    CHECK(a.read(3, 512) == std::string(512, 'A'));
+}
+
+TEST_CASE("virtio-blk copy-on-write: snapshots refuse a drive the guest wrote") {
+    BlkFixture f(false, 16, true);
+    CHECK(f.read(0, 512) == std::string(512, 'a'));
+    TlvWriter clean;
+    f.blk->save_to(clean);  // only reads so far: nothing lost
+    CHECK(clean.size() == 0);
+    CHECK(f.write(0, std::string(512, 'w')) == kOk);
+    TlvWriter w;
+    CHECK_THROWS_WITH_AS(f.blk->save_to(w),
+                         doctest::Contains("the guest wrote to this copy-on-write drive; a snapshot cannot hold those writes"),
+                         DataError);
+}
+
+TEST_CASE("virtio-blk copy-on-write: a read-only drive stays read-only") {
+    BlkFixture f(true, 4, true);
+    CHECK_FALSE(f.blk->copy_on_write());
+    CHECK(f.write(0, std::string(512, 'x')) == kIoErr);
 }

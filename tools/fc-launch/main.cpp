@@ -69,7 +69,7 @@ RestoreRequest restore_request(const Flags& f) {
 }
 
 DriveConfig parse_drive(const std::string& spec, size_t index) {
-    // PATH[,ro][,root]
+    // PATH[,ro|,cow][,root]
     DriveConfig d;
     d.drive_id = "drive" + std::to_string(index);
     size_t pos = 0;
@@ -80,12 +80,14 @@ DriveConfig parse_drive(const std::string& spec, size_t index) {
         if (first) d.path_on_host = part;
         else if (part == "ro") d.is_read_only = true;
         else if (part == "root") d.is_root_device = true;
-        else throw UsageError("--drive " + spec + ": unknown option '" + part + "' (expected ro or root)");
+        else if (part == "cow") d.copy_on_write = true;
+        else throw UsageError("--drive " + spec + ": unknown option '" + part + "' (expected ro, cow or root)");
         first = false;
         if (comma == std::string::npos) break;
         pos = comma + 1;
     }
     if (d.path_on_host.empty()) throw UsageError("--drive needs a path");
+    if (d.is_read_only && d.copy_on_write) throw UsageError("--drive " + spec + ": ro and cow exclude each other");
     return d;
 }
 
@@ -213,7 +215,7 @@ int main(int argc, char** argv) {
     app.add_option("--mem", f.mem_mib, "Guest memory in MiB (default 128)")->check(CLI::Range(1, 1 << 20));
     app.add_option("--vsock", f.vsock, "Unix socket for the hybrid vsock device (host side; with --restore: overrides the snapshot's)");
     app.add_option("--cid", f.cid, "Guest vsock context id (default 3)")->check(CLI::Range(3, 0x7fffffff));
-    app.add_option("--drive", f.drives, "virtio-blk drive: PATH[,ro][,root] (repeatable)");
+    app.add_option("--drive", f.drives, "virtio-blk drive: PATH[,ro|,cow][,root] (repeatable; cow: the guest's writes stay in this process, the file is not written)");
     app.add_option("--api-sock", f.api_sock, "Serve the Firecracker-compatible API on this Unix socket");
     app.add_option("--restore", f.restore, "Restore the VM from this snapshot directory instead of booting");
     app.add_option("--mem-backend", f.mem_backend,

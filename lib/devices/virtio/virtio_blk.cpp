@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 
@@ -64,9 +65,9 @@ static_assert(sizeof(BlkConfig) == 36);
 
 }  // namespace
 
-VirtioBlk::VirtioBlk(const std::string& path, bool read_only, std::string id)
-    : path_(path), read_only_(read_only), id_(std::move(id)) {
-    fd_ = open_file(path, read_only ? O_RDONLY : O_RDWR);
+VirtioBlk::VirtioBlk(const std::string& path, bool read_only, std::string id, bool copy_on_write)
+    : path_(path), read_only_(read_only), copy_on_write_(copy_on_write && !read_only), id_(std::move(id)) {
+    fd_ = open_file(path, read_only || copy_on_write ? O_RDONLY : O_RDWR);
     struct stat st {};
     if (::fstat(fd_.get(), &st) < 0) throw_errno("stat " + path);
     uint64_t bytes = static_cast<uint64_t>(st.st_size);
@@ -75,6 +76,17 @@ VirtioBlk::VirtioBlk(const std::string& path, bool read_only, std::string id)
     if (bytes % kSectorSize)
         log_warn("virtio-blk: %s: size %" PRIu64 " is not a multiple of 512; the last %" PRIu64 " bytes are not visible",
                  path.c_str(), bytes, bytes % kSectorSize);
+    if (copy_on_write_ && capacity_) {
+        // MAP_NORESERVE: only the pages the guest writes cost memory.
+        private_ = Mapping::map(capacity_ * kSectorSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd_.get(), 0,
+                                "map " + path + " copy-on-write");
+    }
+}
+
+void VirtioBlk::save_to(TlvWriter&) {
+    if (written_.load())
+        throw DataError("virtio-blk: " + path_ +
+                        ": the guest wrote to this copy-on-write drive; a snapshot cannot hold those writes");
 }
 
 uint64_t VirtioBlk::device_features() const {
@@ -122,6 +134,10 @@ uint8_t VirtioBlk::do_io(bool write, uint64_t sector, const DescriptorChain& cha
         chain.readable_iov(offset, len, iov_);
     else
         chain.writable_iov(offset, len, iov_);
+    if (copy_on_write_) {
+        copy_private(write, sector * kSectorSize);
+        return kSOk;
+    }
     off_t pos = static_cast<off_t>(sector * kSectorSize);
     size_t i = 0;
     while (i < iov_.size()) {
@@ -146,6 +162,17 @@ uint8_t VirtioBlk::do_io(bool write, uint64_t sector, const DescriptorChain& cha
         }
     }
     return kSOk;
+}
+
+// Bounds were checked by do_io: [pos, pos + total iov length) is inside the mapping.
+void VirtioBlk::copy_private(bool write, uint64_t pos) {
+    if (write) written_.store(true);
+    for (const iovec& v : iov_) {
+        uint8_t* file = private_.data() + pos;
+        if (write) std::memcpy(file, v.iov_base, v.iov_len);
+        else std::memcpy(v.iov_base, file, v.iov_len);
+        pos += v.iov_len;
+    }
 }
 
 int64_t VirtioBlk::handle(const DescriptorChain& chain) {
@@ -173,7 +200,7 @@ int64_t VirtioBlk::handle(const DescriptorChain& chain) {
         status = read_only_ ? kSIoErr : do_io(true, h.sector, chain, sizeof h, chain.readable_bytes - sizeof h);
         break;
     case kTFlush:
-        if (!read_only_ && ::fdatasync(fd_.get()) < 0) {
+        if (!read_only_ && !copy_on_write_ && ::fdatasync(fd_.get()) < 0) {
             log_warn("virtio-blk: %s: flush: %s", path_.c_str(), std::strerror(errno));
             status = kSIoErr;
         }
