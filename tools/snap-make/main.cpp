@@ -2,10 +2,14 @@
 // the requested initialisation stage, pause it there and write a snapshot layer.
 #include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
@@ -34,13 +38,90 @@ struct Flags {
     std::vector<std::string> tags;
     double timeout_s = 60;
     std::string console;
+    std::string rootfs;  // a read-only root image (scripts/mkroot.sh) with an overlay in the layer
+    uint64_t overlay_mib = 64;
 };
+
+constexpr const char* kOverlayFile = "overlay.ext4";
+
+// OUT.snap-make.XXXXXX: the overlay and the layer until both are complete; removed
+// unless release()d.
+class WorkDir {
+public:
+    explicit WorkDir(const std::string& out) {
+        std::string t = out + ".snap-make.XXXXXX";
+        if (!::mkdtemp(t.data())) throw_errno("create " + t);
+        path_ = t;
+    }
+    ~WorkDir() {
+        std::error_code ec;
+        if (!path_.empty()) std::filesystem::remove_all(path_, ec);
+    }
+    WorkDir(const WorkDir&) = delete;
+    WorkDir& operator=(const WorkDir&) = delete;
+    const std::string& path() const { return path_; }
+
+private:
+    std::string path_;
+};
+
+// A sparse file of `mib` MiB formatted ext4 by mkfs.ext4 (e2fsprogs), inode tables and
+// journal initialised now, so the guest's kernel does not write them in the
+// background (in every clone).
+void make_overlay(const std::string& path, uint64_t mib) {
+    {
+        UniqueFd fd = open_file(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+        if (::ftruncate(fd.get(), static_cast<off_t>(mib << 20)) < 0) throw_errno("truncate " + path);
+    }
+    const char* argv[] = {"mkfs.ext4", "-q", "-F", "-m", "0", "-E", "lazy_itable_init=0,lazy_journal_init=0,nodiscard",
+                          "-L", "kindling-overlay", path.c_str(), nullptr};
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    pid_t pid = 0;
+    int err = ::posix_spawnp(&pid, "mkfs.ext4", &fa, nullptr, const_cast<char* const*>(argv), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (err == ENOENT) throw Error("mkfs.ext4 not found: the overlay needs e2fsprogs (scripts/install-deps.sh)", kExitUnavailable);
+    if (err) throw SysError("run mkfs.ext4", err);
+    int st = 0;
+    while (::waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR) throw_errno("wait for mkfs.ext4");
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) throw Error("mkfs.ext4 " + path + " failed");
+}
+
+// The finished layer in `work`/layer: the overlay moves in, snapshot.json names it by
+// a path relative to the layer and marks it copy-on-write (every clone restored from
+// the layer writes privately), then the layer becomes `out`.
+void adopt_overlay(const WorkDir& work, const std::string& out) {
+    const std::string layer = work.path() + "/layer";
+    const std::string overlay = work.path() + "/" + kOverlayFile;
+    {
+        UniqueFd fd = open_file(overlay, O_RDONLY);
+        if (::fsync(fd.get()) < 0) throw_errno("fsync " + overlay);
+    }
+    LayerInfo info = read_layer_info(layer);
+    bool found = false;
+    for (auto& d : info.config.drives)
+        if (d.path_on_host == overlay) {
+            d.path_on_host = kOverlayFile;
+            d.copy_on_write = true;
+            found = true;
+        }
+    if (!found) throw Error("snapshot.json in " + layer + " does not name the overlay " + overlay);
+    if (::rename(overlay.c_str(), (layer + "/" + kOverlayFile).c_str()) < 0) throw_errno("rename " + overlay);
+    write_file_atomic(layer + "/snapshot.json", encode_layer_json(info));
+    fsync_dir(layer);
+    if (::renameat2(AT_FDCWD, layer.c_str(), AT_FDCWD, out.c_str(), RENAME_NOREPLACE) < 0) throw_errno("rename " + layer + " to " + out);
+    fsync_dir(std::filesystem::path(out).parent_path().empty() ? "." : std::filesystem::path(out).parent_path().string());
+}
 
 int run(Flags& f) {
     apply_common_flags(f.common);
     if (!f.nano.empty() + !f.kernel.empty() + !f.base.empty() != 1)
         throw UsageError("give one of --nano FILE or --kernel FILE (a full layer) or --base DIR (a diff layer over it)");
     if (!f.initrd.empty() && f.kernel.empty()) throw UsageError("--initrd goes with --kernel");
+    if (!f.rootfs.empty() && f.kernel.empty()) throw UsageError("--rootfs goes with --kernel");
+    if (f.rootfs.empty() && f.overlay_mib != 64) throw UsageError("--overlay-size goes with --rootfs");
     if (!f.base.empty() && (f.mem_mib != 128 || !f.boot_args.empty()))
         throw UsageError("--mem and --boot-args come from the base layer when --base is given");
     if (::access(f.out.c_str(), F_OK) == 0) throw SysError(f.out, EEXIST);
@@ -56,6 +137,22 @@ int run(Flags& f) {
     // next to the output only while snap-make runs.
     std::string uds = f.out + ".snap-make.vsock";
     ::unlink(uds.c_str());
+    // --rootfs: the image read-only (/dev/vda), a fresh ext4 overlay (/dev/vdb) written
+    // directly while the function initialises, then kept in the layer.
+    std::unique_ptr<WorkDir> work;
+    std::string boot_args = f.boot_args;
+    if (!f.rootfs.empty()) {
+        char* abs = ::realpath(f.rootfs.c_str(), nullptr);
+        if (!abs) throw_errno("--rootfs " + f.rootfs);
+        std::string image = abs;
+        ::free(abs);
+        work = std::make_unique<WorkDir>(f.out);
+        make_overlay(work->path() + "/" + kOverlayFile, f.overlay_mib);
+        m.set_drive(DriveConfig{"rootfs", image, false, true, false});
+        m.set_drive(DriveConfig{"overlay", work->path() + "/" + kOverlayFile, false, false, false});
+        boot_args += std::string(boot_args.empty() ? "" : " ") + "kindling.root=/dev/vda kindling.overlay=/dev/vdb";
+    }
+
     auto t0 = std::chrono::steady_clock::now();
     if (!f.base.empty()) {
         RestoreRequest r;
@@ -72,7 +169,7 @@ int run(Flags& f) {
         b.kernel_image_path = f.nano.empty() ? f.kernel : f.nano;
         b.kind = f.nano.empty() ? GuestKind::kLinux : GuestKind::kNano;
         b.initrd_path = f.initrd;
-        b.boot_args = f.boot_args;
+        b.boot_args = boot_args;
         m.set_boot_source(b);
         m.start();
     }
@@ -93,7 +190,7 @@ int run(Flags& f) {
     }
 
     SnapshotRequest s;
-    s.dir = f.out;
+    s.dir = work ? work->path() + "/layer" : f.out;
     s.diff = !f.base.empty();
     s.parent_dir = f.base;
     s.tags = f.tags;
@@ -108,6 +205,7 @@ int run(Flags& f) {
     double write_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t1).count();
     m.stop(0, "snapshot written");
     m.wait_for_exit();
+    if (work) adopt_overlay(*work, f.out);
 
     LayerInfo info = read_layer_info(f.out);
     if (f.common.json) {
@@ -151,6 +249,10 @@ int main(int argc, char** argv) {
     app.add_option("--tag", f.tags, "Free-form layer tag recorded in snapshot.json (repeatable)");
     app.add_option("--timeout", f.timeout_s, "Seconds to wait for the stage (default 60)");
     app.add_option("--console", f.console, "Write the guest console to FILE (default: discarded)");
+    app.add_option("--rootfs", f.rootfs,
+                   "Root image (scripts/mkroot.sh) for --kernel: attached read-only as /dev/vda, with a new ext4 "
+                   "overlay as /dev/vdb that the layer keeps (OUT/overlay.ext4; copy-on-write in every restore)");
+    app.add_option("--overlay-size", f.overlay_mib, "Size of the --rootfs overlay in MiB (default 64)")->check(CLI::Range(8, 1 << 20));
     int rc = parse_cli(app, argc, argv);
     if (rc >= 0) return rc;
     return run_tool("snap-make", [&] { return run(f); });
