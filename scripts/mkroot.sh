@@ -29,7 +29,7 @@ set -eu
 CACHE=${KINDLING_CACHE:-/var/cache/kindling}/mkroot
 ZSTD_LEVEL=${MKROOT_ZSTD_LEVEL:-6}
 
-die() { echo "mkroot: error: $*" >&2; exit "${2:-70}"; }
+die() { echo "mkroot: error: $1" >&2; exit "${2:-70}"; }
 
 runtime=python3 code="" out="" prepare=0 extra=""
 while [ $# -gt 0 ]; do
@@ -73,8 +73,8 @@ for p in $pkgs; do
     debs="$debs $f"
 done
 
-# The unpacked tree, keyed by the packages and by this script (its trimming rules).
-key=$( { for f in $debs; do basename "$f"; done; cat "$0"; } | sha256sum | cut -c1-16)
+# The unpacked tree, keyed by the packages and by unpack() below (the trimming rules).
+key=$( { for f in $debs; do basename "$f"; done; sed -n '/^unpack()/,/^}/p' "$0"; } | sha256sum | cut -c1-16)
 tree=$CACHE/tree-$runtime-$key
 
 unpack() {  # DIR: unpack $debs into DIR and trim it
