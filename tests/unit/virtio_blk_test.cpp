@@ -17,6 +17,9 @@
 #include "devices/virtio/virtio_mmio.h"
 #include "kvm/guest_memory.h"
 #include "base/tlv.h"
+#include "snapshot/snapshot_dir.h"
+
+#include <nlohmann/json.hpp>
 
 using namespace kindling;
 
@@ -350,4 +353,34 @@ TEST_CASE("virtio-blk copy-on-write: a read-only drive stays read-only") {
     BlkFixture f(true, 4, true);
     CHECK_FALSE(f.blk->copy_on_write());
     CHECK(f.write(0, std::string(512, 'x')) == kIoErr);
+}
+
+TEST_CASE("virtio-blk copy-on-write: snapshot.json records the mode; a relative path names a file of the layer") {
+    TempDir t;
+    GuestMemory m(1 << 20);
+    LayerConfig c;
+    c.machine_kind = MachineKind::kLinux;
+    c.mem_size_mib = 1;
+    c.drives = {{"rootfs", "/images/root.sqfs", false, true, false}, {"overlay", "overlay.ext4", false, false, true}};
+    const std::string dir = t.path + "/snap";
+    write_full_layer(dir, c, std::vector<uint8_t>(64, 1), m);
+    LayerInfo l = read_layer_info(dir);
+    REQUIRE(l.config.drives.size() == 2);
+    CHECK(l.config.drives[0].path_on_host == "/images/root.sqfs");
+    CHECK(l.config.drives[0].is_read_only);
+    CHECK_FALSE(l.config.drives[0].copy_on_write);
+    CHECK(l.config.drives[1].path_on_host == dir + "/overlay.ext4");
+    CHECK(l.config.drives[1].copy_on_write);
+
+    const std::string text = read_file(dir + "/snapshot.json");
+    CHECK(decode_layer_json("x", text).config.drives[1].path_on_host == "overlay.ext4");  // as stored
+    auto j = nlohmann::json::parse(text);
+    j["devices"]["drives"][1].erase("copy_on_write");  // a layer from before copy-on-write drives
+    CHECK_FALSE(decode_layer_json("x", j.dump()).config.drives[1].copy_on_write);
+    j["devices"]["drives"][0]["copy_on_write"] = true;
+    CHECK_THROWS_WITH_AS(decode_layer_json("x", j.dump()),
+                         "x: devices.drives[0].copy_on_write: a read-only drive cannot also be copy-on-write", DataError);
+    j["devices"]["drives"][0]["copy_on_write"] = false;
+    j["devices"]["drives"][0]["path_on_host"] = "";
+    CHECK_THROWS_WITH_AS(decode_layer_json("x", j.dump()), "x: devices.drives[0].path_on_host: empty", DataError);
 }
