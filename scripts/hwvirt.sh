@@ -23,7 +23,7 @@ CACHE=${KINDLING_CACHE:-/var/cache/kindling}/hwvirt
 MODULES="irqbypass kvm ccp kvm-amd virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev
  virtio_pci netfs fscache 9pnet 9pnet_virtio 9p fuse"
 
-die() { echo "hwvirt: error: $*" >&2; exit "${2:-70}"; }
+die() { echo "hwvirt: error: $1" >&2; exit "${2:-70}"; }  # die MESSAGE [EXIT_CODE]
 skip() { echo "SKIP: hwvirt: $*" >&2; exit 77; }
 
 # The kernel that linux-image-amd64 points to (Debian 12: linux-image-6.1.0-N-amd64).
