@@ -4,6 +4,8 @@
 #include <cctype>
 #include <cstdlib>
 #include <sstream>
+#include <string_view>
+#include <vector>
 
 #include "base/error.h"
 #include "base/io.h"
@@ -70,6 +72,31 @@ std::vector<std::string> split(std::string_view s, char sep) {
     return out;
 }
 
+// RFC 9110 §5.6.2 tchar, lower-case only: what a canonical header name may hold.
+bool canonical_name_char(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+// SignedHeaders must be what a signer produces (lower-case names, sorted, unique,
+// ';'-separated) and bounded, so canonicalising costs O(request headers) whatever
+// the client sends.  A message if not, checked before any canonicalisation work.
+std::optional<std::string> signed_headers_problem(const AuthHeader& a) {
+    if (a.signed_headers_text.size() > kMaxSignedHeadersBytes)
+        return "SignedHeaders is " + std::to_string(a.signed_headers_text.size()) + " bytes long; at most " +
+               std::to_string(kMaxSignedHeadersBytes) + " are accepted.";
+    if (a.signed_headers.size() > kMaxSignedHeaders)
+        return "SignedHeaders lists " + std::to_string(a.signed_headers.size()) + " headers; at most " +
+               std::to_string(kMaxSignedHeaders) + " are accepted.";
+    for (size_t i = 0; i < a.signed_headers.size(); ++i) {
+        const std::string& n = a.signed_headers[i];
+        if (n.empty() || !std::all_of(n.begin(), n.end(), canonical_name_char) ||
+            (i > 0 && !(a.signed_headers[i - 1] < n)))
+            return "SignedHeaders must be lowercase, sorted, unique and ';'-separated.";
+    }
+    return std::nullopt;
+}
+
 std::optional<AuthHeader> parse_authorization(std::string_view v) {
     v = trim(v);
     std::string_view alg = sigv4::kAlgorithm;
@@ -94,7 +121,8 @@ std::optional<AuthHeader> parse_authorization(std::string_view v) {
             have_cred = true;
         } else if (k == "SignedHeaders") {
             a.signed_headers_text = val;
-            a.signed_headers = split(val, ';');
+            // Split only a list that can pass signed_headers_problem().
+            if (val.size() <= kMaxSignedHeadersBytes) a.signed_headers = split(val, ';');
             have_sh = true;
         } else if (k == "Signature") {
             a.signature = val;
@@ -168,6 +196,7 @@ SigV4Result SigV4Verifier::verify(const HttpRequest& req, std::time_t now) const
         return fail("IncompleteSignatureException",
                     "Authorization header requires 'Credential', 'Signature' and 'SignedHeaders' "
                     "parameters (AWS4-HMAC-SHA256).");
+    if (auto problem = signed_headers_problem(*auth)) return fail("IncompleteSignatureException", *problem);
     std::shared_ptr<const AccessKeys> keys;
     {
         std::lock_guard lk(mu_);
@@ -179,8 +208,7 @@ SigV4Result SigV4Verifier::verify(const HttpRequest& req, std::time_t now) const
     if (auth->service != service_ || auth->terminator != "aws4_request")
         return fail("InvalidSignatureException",
                     "Credential should be scoped to correct service: '" + service_ + "'.");
-    if (std::find(auth->signed_headers.begin(), auth->signed_headers.end(), "host") ==
-        auth->signed_headers.end())
+    if (!std::binary_search(auth->signed_headers.begin(), auth->signed_headers.end(), "host"))
         return fail("InvalidSignatureException", "'Host' must be a signed header.");
     auto date_value = req.headers.get("x-amz-date");
     if (!date_value) return fail("IncompleteSignatureException", "Request is missing X-Amz-Date.");
@@ -221,20 +249,25 @@ SigV4Result SigV4Verifier::verify(const HttpRequest& req, std::time_t now) const
             else r.query.emplace_back(percent_decode(kv.substr(0, eq)), percent_decode(kv.substr(eq + 1)));
         }
     }
-    for (const auto& name : auth->signed_headers) {
-        bool found = false;
-        for (const auto& [n, v] : req.headers)
-            if (lower(n) == name) {
-                r.headers.emplace_back(name, v);
-                found = true;
-            }
-        if (!found)
-            return fail("InvalidSignatureException", "Signed header '" + name + "' is missing from the request.");
+    // One pass over the request's headers, each looked up in the sorted signed list:
+    // O(headers x log kMaxSignedHeaders), however often a name repeats.  Repeated
+    // headers keep their order (canonical_request joins them with ',').
+    std::vector<bool> found(auth->signed_headers.size());
+    for (const auto& [n, v] : req.headers) {
+        std::string name = lower(n);
+        auto it = std::lower_bound(auth->signed_headers.begin(), auth->signed_headers.end(), name);
+        if (it == auth->signed_headers.end() || *it != name) continue;
+        found[static_cast<size_t>(it - auth->signed_headers.begin())] = true;
+        r.headers.emplace_back(std::move(name), v);
     }
+    for (size_t i = 0; i < found.size(); ++i)
+        if (!found[i])
+            return fail("InvalidSignatureException",
+                        "Signed header '" + auth->signed_headers[i] + "' is missing from the request.");
     r.payload_hash = payload_hash;
+    // signed_headers_problem() made SignedHeaders exactly what the canonicaliser
+    // derives from r.headers, so the signature covers the list as sent.
     std::string canonical = sigv4::canonical_request(r);
-    if (sigv4::signed_headers(r.headers) != auth->signed_headers_text)
-        return fail("InvalidSignatureException", "SignedHeaders must be lowercase, sorted and ';'-separated.");
     std::string sts = sigv4::string_to_sign(amz_date, sigv4::scope(auth->date8, auth->region, auth->service),
                                             canonical);
     std::string expect =

@@ -11,6 +11,10 @@
 //   Authorization present and well formed (AWS4-HMAC-SHA256 Credential=AK/DATE/
 //   REGION/SERVICE/aws4_request, SignedHeaders=..., Signature=...)  -> IncompleteSignatureException
 //                                                                      (MissingAuthenticationTokenException if absent)
+//   SignedHeaders lower-case, strictly increasing (sorted, no repeats), at most
+//   kMaxSignedHeaders names in kMaxSignedHeadersBytes -> IncompleteSignatureException
+//   (checked before any other work, so verifying costs time linear in the request's
+//   headers, not their product with SignedHeaders)
 //   access key known                                        -> UnrecognizedClientException
 //   service matches, host is signed, X-Amz-Date present, the credential date is
 //   its day, |now - X-Amz-Date| <= max skew                   -> InvalidSignatureException
@@ -29,6 +33,10 @@
 #include "http/http_server.h"
 
 namespace kindling {
+
+// Bounds on SignedHeaders.  The AWS SDKs and CLI sign fewer than ten headers.
+inline constexpr size_t kMaxSignedHeaders = 64;
+inline constexpr size_t kMaxSignedHeadersBytes = 4096;
 
 struct AccessKey {
     std::string secret;

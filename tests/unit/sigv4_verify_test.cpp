@@ -2,6 +2,7 @@
 // captured once with a fixed date, requests signed with http/sigv4, and every failure.
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <memory>
 
 #include "base/error.h"
@@ -177,4 +178,63 @@ TEST_CASE("sigv4_verify: credentials file errors and reload") {
     v.set_keys(parse_access_keys(std::string(kKey) + " " + kSecret + " t1\n", "f"));
     CHECK(v.verify(cli_invoke(), at("20261127T085000Z")).ok());
     CHECK(percent_decode("a%24b%2fc%zz%4") == "a$b/c%zz%4");
+}
+
+TEST_CASE("sigv4_verify: SignedHeaders must be sorted, unique, lower-case and bounded") {
+    auto vp = make_verifier();
+    auto& v = *vp;
+    std::time_t now = at("20261127T085000Z");
+    auto with_signed = [](const std::string& list) {
+        auto r = cli_invoke();
+        auto a = *r.headers.get("Authorization");
+        size_t p = a.find("SignedHeaders=") + 14;
+        a.replace(p, a.find(',', p) - p, list);
+        r.headers.set("Authorization", a);
+        return r;
+    };
+    auto code_of = [&](const HttpRequest& r) { return v.verify(r, now).failure.code; };
+    CHECK(code_of(with_signed("x-amz-date;host")) == "IncompleteSignatureException");
+    CHECK(code_of(with_signed("host;host;x-amz-date")) == "IncompleteSignatureException");
+    CHECK(code_of(with_signed("Host;x-amz-date")) == "IncompleteSignatureException");
+    CHECK(code_of(with_signed("host;;x-amz-date")) == "IncompleteSignatureException");
+    CHECK(code_of(with_signed("host; x-amz-date")) == "IncompleteSignatureException");
+    std::string many = "host";
+    for (int i = 0; i < int(kMaxSignedHeaders); ++i) many += ";x-h" + std::to_string(1000 + i);
+    auto res = v.verify(with_signed(many), now);
+    CHECK(res.failure.code == "IncompleteSignatureException");
+    CHECK(res.failure.message.find("at most 64") != std::string::npos);
+    // The original list still verifies.
+    CHECK(v.verify(with_signed("host;x-amz-date"), now).ok());
+}
+
+TEST_CASE("sigv4_verify: repeated SignedHeaders x duplicate headers is rejected fast") {
+    // The attack: 5000 SignedHeaders entries and 5000 copies of the header they name
+    // made canonicalisation build 25 million pairs (seconds of CPU, hundreds of MiB)
+    // before the signature was checked.
+    auto vp = make_verifier();
+    auto& v = *vp;
+    std::time_t now = at("20261127T085000Z");
+    auto r = cli_invoke();
+    std::string list = "host";
+    for (int i = 0; i < 5000; ++i) list += ";x-a";
+    list += ";x-amz-date";
+    auto a = *r.headers.get("Authorization");
+    size_t p = a.find("SignedHeaders=") + 14;
+    a.replace(p, a.find(',', p) - p, list);
+    r.headers.set("Authorization", a);
+    for (int i = 0; i < 5000; ++i) r.headers.add("X-A", "v");
+    auto t0 = std::chrono::steady_clock::now();
+    auto res = v.verify(r, now);
+    auto took = std::chrono::steady_clock::now() - t0;
+    CHECK(res.failure.code == "IncompleteSignatureException");
+    CHECK(took < std::chrono::milliseconds(100));
+
+    // Duplicates of a signed header alone are linear too (and fail the signature).
+    auto d = cli_invoke();
+    for (int i = 0; i < 20000; ++i) d.headers.add("Host", "127.0.0.1:39175");
+    t0 = std::chrono::steady_clock::now();
+    res = v.verify(d, now);
+    took = std::chrono::steady_clock::now() - t0;
+    CHECK(res.failure.code == "InvalidSignatureException");
+    CHECK(took < std::chrono::milliseconds(100));
 }
