@@ -8,6 +8,7 @@
 #include "assign/assigner.h"
 #include "assign/journal.h"
 #include "base/error.h"
+#include "base/json_depth.h"
 #include "base/metrics.h"
 
 namespace kindling {
@@ -19,6 +20,7 @@ namespace {
 constexpr const char* kMetricsPath = "/metrics";
 
 json parse_body(const HttpRequest& req) {
+    check_json_depth(req.body, "request body");
     json j = json::parse(req.body, nullptr, false);
     if (j.is_discarded() || !j.is_object()) throw DataError("request body is not a JSON object");
     return j;

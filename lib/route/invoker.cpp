@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 
 #include "assign/assign_api.h"
+#include "base/error.h"
+#include "base/json_depth.h"
 #include "base/log.h"
 #include "route/lambda_format.h"
 
@@ -71,7 +73,7 @@ Invocation Invoker::invoke(const Function& f, const std::string& version, const 
         HttpResult a = assign_.post(kAssignAcquirePath, acq.dump(), std::chrono::milliseconds(60000));
         if (a.status == 200) {
             try {
-                json j = json::parse(a.body);
+                json j = parse_json<json>(a.body, "assignd acquire answer");
                 l.function = f.name;
                 l.key = key;
                 l.sandbox = j.at("sandbox").get<std::string>();
@@ -81,7 +83,7 @@ Invocation Invoker::invoke(const Function& f, const std::string& version, const 
                 l.instance = j.value("instance", "");
                 l.drains = j.value("drains", uint64_t(0));
                 note_assignd_epoch(l.instance, l.drains);
-            } catch (const json::exception& e) {
+            } catch (const std::exception& e) {  // json::exception or DataError (too deep)
                 a.status = 0;
                 a.body = std::string("bad acquire answer: ") + e.what();
             }
@@ -92,8 +94,8 @@ Invocation Invoker::invoke(const Function& f, const std::string& version, const 
             res.kind = InvokeResult::kThrottled;
             res.message = "Rate Exceeded.";
             try {
-                res.message = json::parse(a.body).value("message", res.message);
-            } catch (const json::exception&) {
+                res.message = parse_json<json>(a.body, "assignd answer").value("message", res.message);
+            } catch (const std::exception&) {
             }
             return {res, std::nullopt, false};
         }
@@ -145,13 +147,15 @@ Invocation Invoker::settle(const Function& f, const std::string& version, const 
         metrics_.function_errors++;
         outcome = "error";
         res.kind = InvokeResult::kFunctionError;
+        // A JSON object is the function's error as it gave it; anything else (not
+        // JSON, not an object, nested past kMaxJsonDepth) is its text.
         json body;
         try {
-            body = json::parse(ans.body);
-            if (!body.is_object()) throw json::type_error::create(302, "not an object", nullptr);
+            body = parse_json<json>(ans.body, "function error");
         } catch (const json::exception&) {
-            body = {{"errorMessage", ans.body}, {"errorType", "Unhandled"}};
+        } catch (const DataError&) {
         }
+        if (!body.is_object()) body = {{"errorMessage", ans.body}, {"errorType", "Unhandled"}};
         res.body = to_text(body);
         break;
     }
@@ -272,9 +276,9 @@ void Invoker::lease_loop() {
             HttpResult r = assign_.get(kAssignInstancePath);
             if (r.status == 200) {
                 try {
-                    json j = json::parse(r.body);
+                    json j = parse_json<json>(r.body, "assignd instance answer");
                     note_assignd_epoch(j.value("instance", ""), j.value("drains", uint64_t(0)));
-                } catch (const json::exception&) {
+                } catch (const std::exception&) {
                 }
             }
         }

@@ -4,6 +4,7 @@
 
 #include "base/error.h"
 #include "base/io.h"
+#include "base/json_depth.h"
 
 namespace kindling::route {
 
@@ -36,7 +37,7 @@ std::shared_ptr<const Registry> Registry::parse(const std::string& text, const s
     auto reg = std::make_shared<Registry>();
     json doc;
     try {
-        doc = json::parse(text);
+        doc = parse_json<json>(text, what);
     } catch (const json::exception& e) {
         throw DataError(what + ": " + e.what());
     }

@@ -10,6 +10,7 @@
 
 #include "base/error.h"
 #include "base/io.h"
+#include "base/json_depth.h"
 #include "hash/crc32c.h"
 
 namespace kindling {
@@ -124,7 +125,7 @@ std::string encode_layer_json(const LayerInfo& l) {
 LayerInfo decode_layer_json(const std::string& file, const std::string& text) {
     json j;
     try {
-        j = json::parse(text);
+        j = parse_json<json>(text, file);
     } catch (const json::parse_error& e) {
         std::string what = e.what();
         auto p = what.find("] ");

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "base/error.h"
+#include "base/json_depth.h"
 #include "base/log.h"
 #include "base/tool.h"
 
@@ -50,7 +51,9 @@ class Body {
 public:
     Body(const std::string& text, std::initializer_list<std::string_view> known) {
         try {
-            j_ = json::parse(text);
+            j_ = parse_json<json>(text, "request body");
+        } catch (const DataError& e) {  // nested past kMaxJsonDepth
+            bad_body(e.what());
         } catch (const json::parse_error& e) {
             // Drop nlohmann's "[json.exception.parse_error.101] " tag.
             std::string msg = e.what();
@@ -68,6 +71,8 @@ public:
             bad_body("unknown field `" + key + "`, expected one of " + expected);
         }
     }
+
+    const json& doc() const { return j_; }
 
     bool empty() const {
         for (const auto& [key, value] : j_.items())
@@ -299,7 +304,7 @@ HttpResponse put_snapshot_load(const Call& c) {
     r.dir = *b.str("snapshot_path", true);
     if (auto m = b.str("mem_file_path"); m && *m != r.dir + "/mem")
         throw BadRequest("mem_file_path must be snapshot_path + \"/mem\": a kindling snapshot is one directory");
-    auto j = json::parse(c.req.body);
+    const json& j = b.doc();
     if (j.contains("mem_backend") && !j["mem_backend"].is_null()) {
         const json& mb = j["mem_backend"];
         if (!mb.is_object() || !mb.contains("backend_type") || !mb["backend_type"].is_string())

@@ -4,13 +4,16 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <chrono>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "base/byte_order.h"
 #include "base/error.h"
 #include "base/io.h"
+#include "base/json_depth.h"
 #include "devices/bus.h"
 #include "kvm/guest_memory.h"
 
@@ -87,4 +90,37 @@ TEST_CASE("byte order: little-endian store, load and append") {
     append_le(s, uint32_t{0x01020304});
     CHECK(v == std::vector<uint8_t>{0xef, 0xbe});
     CHECK(s == std::string("\x04\x03\x02\x01", 4));
+}
+
+TEST_CASE("check_json_depth: refuses nesting past the limit, naming the input and the limit") {
+    auto nested = [](size_t n, char open = '[', char close = ']') {
+        return std::string(n, open) + std::string(n, close);
+    };
+    CHECK_NOTHROW(check_json_depth(nested(kMaxJsonDepth), "x"));
+    CHECK_NOTHROW(check_json_depth("{\"a\": [1, {\"b\": []}], \"c\": \"]]]\"}", "x"));
+    try {
+        check_json_depth(nested(kMaxJsonDepth + 1), "guest answer");
+        FAIL("no throw");
+    } catch (const DataError& e) {
+        CHECK(std::string(e.what()) == "guest answer: JSON nested deeper than 64 levels (at byte 64)");
+    }
+    CHECK_THROWS_AS(check_json_depth(nested(kMaxJsonDepth + 1, '{', '}'), "x"), DataError);
+    CHECK_THROWS_AS(check_json_depth("{\"a\":[{\"b\":[", "x", 3), DataError);
+    CHECK_NOTHROW(check_json_depth("{\"a\":[{\"b\":1}]}", "x", 3));
+    // Brackets in strings, escaped quotes included, are not nesting.
+    std::string in_string = "[\"" + std::string(1000, '[') + "\\\"" + std::string(1000, '{') + "\"]";
+    CHECK_NOTHROW(check_json_depth(in_string, "x"));
+    CHECK(nlohmann::json::parse(in_string).size() == 1);
+    // Closing more than was opened is the parser's business, not a way to go deeper.
+    CHECK_THROWS_AS(check_json_depth("]]]]" + nested(kMaxJsonDepth + 1), "x"), DataError);
+}
+
+TEST_CASE("parse_json: a 100k-level document is refused at once; the parsed text round-trips") {
+    std::string deep = std::string(100000, '[') + std::string(100000, ']');
+    auto t0 = std::chrono::steady_clock::now();
+    CHECK_THROWS_AS(parse_json<nlohmann::json>(deep, "x"), DataError);
+    CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(100));
+    auto j = parse_json<nlohmann::json>("{\"k\": [1, 2, {\"z\": null}]}", "x");
+    CHECK(j.dump() == "{\"k\":[1,2,{\"z\":null}]}");
+    CHECK_THROWS_AS(parse_json<nlohmann::json>("{\"k\": ", "x"), nlohmann::json::parse_error);
 }

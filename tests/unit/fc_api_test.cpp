@@ -189,6 +189,18 @@ TEST_CASE("FirecrackerApi machine-config: GET, PUT replaces, PATCH merges") {
     CHECK(contains(fault_of(r), "cpu_template"));
 }
 
+TEST_CASE("FirecrackerApi refuses a body nested 100k levels deep with 400, not a stack overflow") {
+    // only_default() dumps a refused cpu_template; nlohmann's dump() recurses per level.
+    FakeVmm vmm;
+    FirecrackerApi api(vmm);
+    std::string deep = std::string(100000, '[') + std::string(100000, ']');
+    auto r = api.handle(request("PUT", "/machine-config",
+                                R"({"vcpu_count": 1, "mem_size_mib": 64, "cpu_template": )" + deep + "}"));
+    CHECK(r.status == 400);
+    CHECK(contains(fault_of(r), "request body: JSON nested deeper than 64 levels"));
+    CHECK(vmm.calls.empty());
+}
+
 TEST_CASE("FirecrackerApi PUT /drives/{id} checks the id against the body") {
     FakeVmm vmm;
     FirecrackerApi api(vmm);

@@ -80,6 +80,8 @@ TEST_CASE("registry: bad files are DataErrors naming the file and the function")
         return "";
     };
     CHECK(error_of("{").find("f.json") != std::string::npos);
+    CHECK(error_of("[" + std::string(100000, '{') + std::string(100000, '}') + "]") ==
+          "f.json: JSON nested deeper than 64 levels (at byte 64)");
     CHECK(error_of(R"({"functions": 3})").find("expected") != std::string::npos);
     CHECK(error_of(R"([{"name": "a:b", "tenant": "1", "snapshot": {"dir": "/s"}}])").find("bad function name") !=
           std::string::npos);

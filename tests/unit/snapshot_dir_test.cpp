@@ -298,6 +298,9 @@ TEST_CASE("snapshot_dir: broken layers fail with the file and the reason") {
     SUBCASE("snapshot.json: bad JSON, newer version, wrong types, wrong kind") {
         std::ofstream(top + "/snapshot.json") << "{\"format_version\": 1,";
         CHECK(error_of([&] { read_layer_info(top); }).find(top + "/snapshot.json: invalid JSON: ") == 0);
+        std::ofstream(top + "/snapshot.json") << "{\"tags\": " << std::string(100000, '[') << std::string(100000, ']') << "}";
+        CHECK(error_of([&] { read_layer_info(top); }) ==
+              top + "/snapshot.json: JSON nested deeper than 64 levels (at byte 72)");
         write_diff_layer(t.path + "/v", config(16), base, vs, mem, d.words(), fast());
         edit_json(t.path + "/v", [](auto& j) { j["format_version"] = 2; });
         CHECK(error_of([&] { read_layer_info(t.path + "/v"); }) ==
