@@ -10,6 +10,8 @@
  *   bad-mmio          writes to read-only and unassigned MMIO, reads past the config
  *   wild-write-iovec  KN_PORT_WRITE whose iovec (or the iovec itself) is outside RAM
  *   fault             touches page 0, then an unmapped address (a triple fault)
+ *   echo-error        no attack at init; serves, answering every request as an error
+ *                     whose text is the request (hostile error bodies for the host)
  */
 #include <kindling/nano.h>
 
@@ -43,10 +45,11 @@ int nano_init(void) {
     const char* mode = nano_option("mode");
     if (!mode) {
         nano_printf("hostile: give mode=desc-outside|desc-loop|huge-len|avail-jump|bad-port|bad-mmio|"
-                    "wild-write-iovec|fault\n");
+                    "wild-write-iovec|fault|echo-error\n");
         return 64;
     }
     nano_printf("hostile: mode=%s\n", mode);
+    if (strcmp(mode, "echo-error") == 0) return 0;
     if (strcmp(mode, "desc-outside") == 0) {
         push_desc(tx_queue(mode), 0xfff0000000ull, 44, 0, 0); /* 1 TiB: far past any RAM */
     } else if (strcmp(mode, "desc-loop") == 0) {
@@ -97,7 +100,7 @@ int nano_init(void) {
 }
 
 int handler(const uint8_t* req, size_t len, struct nano_response* out) {
-    (void)req;
-    (void)len;
+    const char* mode = nano_option("mode");
+    if (mode && strcmp(mode, "echo-error") == 0 && len <= INT32_MAX) return nano_fail(out, "%.*s", (int)len, req);
     return nano_fail(out, "hostile guests do not serve");
 }
