@@ -1,7 +1,8 @@
 #!/bin/sh
 # Linux guest figures: boot to the agent's first answer (cold), snap-make's boot to
 # agent ready, and restore to first answer with pages served lazily (uffd) and with
-# the access log prefetched (as assignd restores), with their ratios.  Usage:
+# the access log prefetched (as assignd restores), with their ratios; then the same
+# for a Python function on a mkroot.sh root image with an overlay.  Usage:
 #   sh bench/linux.sh [BUILD_DIR]        (LINUX_RUNS=N, default 5)
 # Needs hardware virtualisation: on PVM hosts it re-runs itself inside the nested-KVM
 # host (scripts/hwvirt.sh), where QEMU's TCG emulates everything the L2 guest does
@@ -76,10 +77,54 @@ while [ $i -lt "$RUNS" ]; do
     i=$((i + 1))
 done
 done
+# The same with an unmodified Python runtime booted from a mkroot.sh image under an
+# ext4 overlay (tests/cli/linux_python.lib): Python's start-up is the init a
+# snapshot saves.  Cold: boot + python3 + import, then the answer.
+if command -v mkfs.ext4 >/dev/null; then
+    . "$ROOT/tests/cli/linux_python.lib" >/dev/null
+    printf '{"name":"bench"}' >"$T/py.in"
+    PARGS="$ARGS kindling.function=py"
+    i=0
+    while [ $i -lt "$RUNS" ]; do
+        new_overlay "$T/ov$i.ext4"
+        t0=$(now_ms)
+        "$BIN/fc-launch" --kernel "$kdir/bzImage" --initrd "$T/agent.cpio" --mem 256 --vsock "$T/pb$i.sock" \
+            --drive "$T/root.sqfs,ro" --drive "$T/ov$i.ext4" \
+            --boot-args "$PARGS kindling.root=/dev/vda kindling.overlay=/dev/vdb" >/dev/null 2>&1 &
+        "$O/bench/answer-bench" "$T/pb$i.sock" "$T/py.in" 240 >/dev/null || fail "python cold boot failed"
+        echo $(($(now_ms) - t0)) >>"$T/py-cold"
+        wait
+        rm -f "$T/ov$i.ext4"
+        i=$((i + 1))
+    done
+    "$BIN/snap-make" --json --kernel "$kdir/bzImage" --initrd "$T/agent.cpio" --rootfs "$T/root.sqfs" \
+        --overlay-size 32 --mem 256 --boot-args "$PARGS" --timeout 240 --out "$T/pysnap" |
+        sed 's/.*"init_ms":\([0-9.]*\).*/\1/' >"$T/py-ready"
+    "$BIN/fc-launch" --restore "$T/pysnap" --record-access "$T/py-access.log" --vsock "$T/prec.sock" >/dev/null 2>&1 &
+    "$O/bench/answer-bench" "$T/prec.sock" "$T/py.in" 240 >/dev/null || fail "python recording restore failed"
+    wait
+    i=0
+    while [ $i -lt "$RUNS" ]; do
+        t0=$(now_ms)
+        "$BIN/fc-launch" --restore "$T/pysnap" --prefetch "$T/py-access.log" --vsock "$T/pr$i.sock" >/dev/null 2>&1 &
+        "$O/bench/answer-bench" "$T/pr$i.sock" "$T/py.in" 240 >/dev/null || fail "python restore failed"
+        echo $(($(now_ms) - t0)) >>"$T/py-restore"
+        wait
+        i=$((i + 1))
+    done
+fi
+
 stats "cold boot -> first answer" "$T/cold"
 stats "boot -> agent ready (snap-make init_ms)" "$T/ready"
 stats "restore -> first answer (lazy pages)" "$T/restore-lazy"
 stats "restore -> first answer (prefetched)" "$T/restore-prefetch"
+if [ -s "$T/py-restore" ]; then
+    stats "python: cold boot -> first answer" "$T/py-cold"
+    stats "python: boot -> runtime ready (init_ms)" "$T/py-ready"
+    stats "python: restore -> first answer (prefetched)" "$T/py-restore"
+    awk -v c="$(median "$T/py-cold")" -v r="$(median "$T/py-restore")" \
+        'BEGIN {printf "%-40s %8.1fx (medians; TCG-scaled host: only the ratio carries over)\n", "python: cold / restore", c / r}'
+fi
 for mode in lazy prefetch; do
     awk -v c="$(median "$T/cold")" -v r="$(median "$T/restore-$mode")" -v m="$mode" \
         'BEGIN {printf "%-40s %8.1fx (medians; TCG-scaled host: only the ratio carries over)\n", "cold / restore (" m ")", c / r}'
