@@ -40,6 +40,12 @@ inline constexpr uint64_t kLinuxEbdaStart = 0x9fc00;  // end of the first RAM en
 // does not give the kernel as RAM, so the agent reads it through /dev/mem.
 inline constexpr uint64_t kLinuxGenerationAddr = kLinuxEbdaStart;
 inline constexpr uint64_t kLinuxHighMemStart = 0x100000;  // bzImage load address
+// The agent's control page (kindling-linux(7)): in the MMIO hole, just below the
+// first virtio-mmio window (KN_MMIO_BASE).  A 32-bit write at +0 does what
+// KN_PORT_EXIT does, at +4 what KN_PORT_READY does.  The agent writes it through
+// /dev/mem, from user mode, with no I/O permission bitmap involved: its port writes
+// took a #GP in VMs restored from snapshots inside the nested test host.
+inline constexpr uint64_t kLinuxControlAddr = 0xCFFFF000;
 // Firecracker's x86 command-line capacity for kernels without a setup header,
 // the terminating NUL included (Linux's COMMAND_LINE_SIZE).
 inline constexpr uint64_t kLinuxElfCmdlineMax = 2048;

@@ -83,7 +83,8 @@ void set_lapic_lint(Vcpu& v) {
 
 // The nano ports (KN_PORT_*), see nano_abi.h, registered from `base`: all of them for
 // nano guests; KN_PORT_EXIT and KN_PORT_READY for Linux guests, whose agent reports
-// readiness and stops the VM through them (kindling-linux(7)).
+// readiness and stops the VM through them or through the same two registers on its
+// control page (kLinuxControlAddr, kindling-linux(7)).
 class NanoPorts : public BusDevice {
 public:
     NanoPorts(Machine& m, uint16_t base) : m_(m), base_(base) {}
@@ -268,6 +269,7 @@ void Machine::build() {
             p.cmdline += dev;
         }
         p.cmdline += " kindling.generation=" + hex(kLinuxGenerationAddr);
+        p.cmdline += " kindling.control=" + hex(kLinuxControlAddr);
         p.initrd_path = c.boot.initrd_path;
         linux_st = setup_linux(*mem_, path, p);
         write_generation(*mem_, kLinuxGenerationAddr);
@@ -312,8 +314,14 @@ void Machine::build_devices() {
     devices_ = std::make_unique<DeviceManager>(*vm_, *mem_, device_loop_, config_, std::move(o));
     if (nano_)
         devices_->pio_bus().add(KN_PORT_WRITE, 0x20, std::make_shared<NanoPorts>(*this, KN_PORT_WRITE));
-    else
-        devices_->pio_bus().add(KN_PORT_EXIT, 8, std::make_shared<NanoPorts>(*this, KN_PORT_EXIT));
+    else {
+        // The same two registers as ports and as the agent's control page: +0 is
+        // KN_PORT_EXIT, +4 KN_PORT_READY.
+        static_assert(kLinuxControlAddr + 0x1000 == KN_MMIO_BASE && KN_PORT_READY - KN_PORT_EXIT == 4);
+        auto ports = std::make_shared<NanoPorts>(*this, KN_PORT_EXIT);
+        devices_->pio_bus().add(KN_PORT_EXIT, 8, ports);
+        devices_->mmio_bus().add(kLinuxControlAddr, 8, ports);
+    }
 }
 
 void Machine::vcpu_main(size_t index) {

@@ -11,6 +11,7 @@
 #include <net/if.h>
 #include <sys/io.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/signalfd.h>
@@ -47,6 +48,7 @@ struct AgentConfig {
     ListenerConfig listener;
     RootConfig root;
     uint64_t generation_addr = 0;  // guest-physical address of struct kn_generation; 0: none
+    uint64_t control_addr = 0;     // guest-physical address of the VMM's control page; 0: none
     bool debug = false;
 };
 
@@ -100,6 +102,7 @@ AgentConfig read_config() {
             else if (key == "root") c.root.image = val;
             else if (key == "overlay") c.root.overlay = val;
             else if (key == "generation") c.generation_addr = std::stoull(val, nullptr, 0);
+            else if (key == "control") c.control_addr = std::stoull(val, nullptr, 0);
             else if (key == "debug") c.debug = true;
             else if (key.starts_with("env.")) c.runtime.environment[key.substr(4)] = val;
         } catch (const std::exception&) {
@@ -109,25 +112,53 @@ AgentConfig read_config() {
     return c;
 }
 
-// The VMM's ports (kindling-nano(7) PORTS); fc-launch answers KN_PORT_READY and
-// KN_PORT_EXIT for Linux guests too.  ioperm needs CAP_SYS_RAWIO: PID 1 has it.
-// The permission belongs to the calling thread and those it creates afterwards, so
-// main() asks before starting any thread (the ready report comes from the Runtime
-// API's thread, EXIT from the listener's).
-bool g_ports_ok = false;
-void open_ports() {
-    g_ports_ok = ::ioperm(KN_PORT_EXIT, 8, 1) == 0;
-    if (!g_ports_ok) log_warn("ioperm: %s: no ready report, EXIT falls back to a reboot", std::strerror(errno));
-}
-bool ports_ok() { return g_ports_ok; }
+// The VMM's exit and ready registers (kindling-linux(7) THE AGENT).  fc-launch
+// offers them on a control page (kindling.control=ADDRESS), written through a
+// /dev/mem mapping, and as the ports KN_PORT_EXIT / KN_PORT_READY.  The page is
+// preferred: user-mode port I/O goes through the TSS I/O bitmap, and that took a
+// #GP in VMs restored from snapshots inside the nested test host.  ioperm is per
+// thread (and inherited by threads created later), so main() sets this up before
+// starting any thread.
+class VmmRegisters {
+public:
+    void open(uint64_t control_addr) {
+        if (control_addr) {
+            int fd = ::open("/dev/mem", O_RDWR | O_SYNC | O_CLOEXEC);
+            void* p = fd < 0 ? MAP_FAILED
+                             : ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(control_addr));
+            if (p != MAP_FAILED) page_ = static_cast<volatile uint32_t*>(p);
+            else log_warn("control page at %#llx: %s; using ports", static_cast<unsigned long long>(control_addr),
+                          std::strerror(errno));
+            if (fd >= 0) ::close(fd);
+            if (page_) return;
+        }
+        ports_ = ::ioperm(KN_PORT_EXIT, 8, 1) == 0;
+        if (!ports_) log_warn("ioperm: %s: no ready report, EXIT falls back to a reboot", std::strerror(errno));
+    }
+    // False when neither way is open.
+    bool exit(uint32_t status) { return write(0, KN_PORT_EXIT, status); }
+    bool ready(uint32_t stage) { return write(1, KN_PORT_READY, stage); }
 
-void report_ready() {
-    if (ports_ok()) ::outl(KN_READY_SERVING, KN_PORT_READY);
-}
+private:
+    bool write(size_t word, uint16_t port, uint32_t v) {
+        if (page_) page_[word] = v;
+        else if (ports_) ::outl(v, port);
+        else return false;
+        return true;
+    }
+    volatile uint32_t* page_ = nullptr;
+    bool ports_ = false;
+};
+VmmRegisters g_vmm;
+
+// An initialisation stage (kindling-nano(7) KN_PORT_READY): KN_READY_RUNTIME once
+// the agent is up, before the runtime starts; KN_READY_SERVING at the runtime's
+// first /next.  snap-make pauses at the one it was asked for.
+void report_stage(uint32_t stage) { g_vmm.ready(stage); }
 
 [[noreturn]] void stop_vm(int status) {
     ::sync();
-    if (ports_ok()) ::outl(static_cast<uint32_t>(status), KN_PORT_EXIT);
+    g_vmm.exit(static_cast<uint32_t>(status));
     ::reboot(RB_AUTOBOOT);  // reboot=k: the i8042 reset ends fc-launch
     _exit(status);
 }
@@ -246,7 +277,7 @@ int main() {
     }
     AgentConfig cfg = read_config();
     if (cfg.debug) log_init("kindling-agent", LogLevel::kVerbose);
-    open_ports();
+    g_vmm.open(cfg.control_addr);
     if (!cfg.root.overlay.empty() && cfg.root.image.empty()) {
         log_error("kindling.overlay=%s needs kindling.root=", cfg.root.overlay.c_str());
         stop_vm(kExitUsage);
@@ -266,9 +297,9 @@ int main() {
     bring_up_loopback();
 
     try {
-        RuntimeApi runtime(cfg.runtime, report_ready);
+        RuntimeApi runtime(cfg.runtime, [] { report_stage(KN_READY_SERVING); });
         RestoreWatch restore(cfg.generation_addr, runtime);
-        runtime.start();
+        runtime.start([] { report_stage(KN_READY_RUNTIME); });
 
         std::thread reaper([&runtime] {
             sigset_t s;

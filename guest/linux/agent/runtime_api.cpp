@@ -94,7 +94,7 @@ RuntimeApi::~RuntimeApi() {
     kill_runtime_locked();
 }
 
-void RuntimeApi::start() {
+void RuntimeApi::start(const std::function<void()>& before_runtime) {
     HttpServerOptions o;
     o.label = "Runtime API";
     o.server_name = "kindling-agent";
@@ -105,6 +105,7 @@ void RuntimeApi::start() {
     server_ = std::make_unique<HttpServer>(
         cfg_.address, [this](const HttpRequest& r, HttpResponder respond) { handle_async(r, std::move(respond)); }, o);
     server_->start();
+    if (before_runtime) before_runtime();
     std::lock_guard lk(mu_);
     start_runtime_locked();
 }

@@ -50,8 +50,10 @@ public:
     RuntimeApi(RuntimeConfig config, std::function<void()> on_first_next);
     ~RuntimeApi();
 
-    // Starts the HTTP server and the runtime process.
-    void start();
+    // Starts the HTTP server, runs `before_runtime` (the agent reports
+    // KN_READY_RUNTIME there, so a base layer holds the kernel, the agent and its
+    // root but no runtime), then starts the runtime process.
+    void start(const std::function<void()>& before_runtime = {});
 
     // Runs one invocation.  Blocks until the runtime answers (OK), reports an error,
     // exits, or the timeout passes (ERR with Lambda's errorType: the runtime's own,
