@@ -37,15 +37,14 @@ cat >"$T/functions.json" <<EOC
 EOC
 start_assignd
 start_routerd
-metric() { curl -s "http://$ADDR/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
 
 out=$(invoke lx '{"n":1}')
 assert_eq "$(echo "$out" | sed -n 1,3p | tr '\n' ' ')" "200 - - " "first invoke: $out"
 assert_eq "$(echo "$out" | sed -n 4p)" '{"event":{"n":1},"function":"lx"}' "first invoke's answer"
-assert_eq "$(metric 'kindling_routerd_sandbox_starts_total{start="cold"}')" 1 "the first invoke restored a sandbox"
+assert_eq "$(router_metric 'kindling_routerd_sandbox_starts_total{start="cold"}')" 1 "the first invoke restored a sandbox"
 out=$(invoke lx '{"n":2}')
 assert_eq "$(echo "$out" | sed -n 4p)" '{"event":{"n":2},"function":"lx"}' "second invoke: $out"
-assert_eq "$(metric 'kindling_routerd_sandbox_starts_total{start="warm"}')" 1 "the second invoke reused it"
+assert_eq "$(router_metric 'kindling_routerd_sandbox_starts_total{start="warm"}')" 1 "the second invoke reused it"
 
 out=$(invoke lx '"fail"')
 assert_eq "$(echo "$out" | sed -n 1,2p | tr '\n' ' ')" "200 Unhandled " "a function error: $out"

@@ -64,8 +64,6 @@ import json, sys
 s = [x for x in json.load(sys.stdin) if x["function"] == sys.argv[1]]
 print(len([x for x in s if x["state"] != "dead"]), len(s))' "$1"
 }
-# metric NAME: its value in routerd's /metrics
-metric() { curl -s "http://$ADDR/metrics" | awk -v n="$1" '$1 == n { print $2 }'; }
 
 # 1. A cold burst within the limit: every invoke succeeds with its own answer.
 burst hello $N '{"burst":{i}}' >"$T/hot" || fail "burst client: $(cat "$T/hot")"
@@ -80,9 +78,9 @@ PY
 set -- $(live hello)
 [ "$1" -ge 1 ] && [ "$1" -le $N ] || fail "cold burst: expected 1..$N live hello sandboxes, got $1: $(sandboxes)"
 assert_eq "$2" "$1" "hello sandboxes listed (none dead): $(sandboxes)"
-assert_eq "$(metric 'kindling_routerd_sandbox_starts_total{start="cold"}')" "$1" "cold starts (one per sandbox)"
-assert_eq "$(metric 'kindling_routerd_sandbox_starts_total{start="warm"}')" $(($N - $1)) "warm starts (the rest of the burst)"
-assert_eq "$(metric kindling_routerd_throttles_total)" 0 "throttles within the limit"
+assert_eq "$(router_metric 'kindling_routerd_sandbox_starts_total{start="cold"}')" "$1" "cold starts (one per sandbox)"
+assert_eq "$(router_metric 'kindling_routerd_sandbox_starts_total{start="warm"}')" $(($N - $1)) "warm starts (the rest of the burst)"
+assert_eq "$(router_metric kindling_routerd_throttles_total)" 0 "throttles within the limit"
 
 # 2. Concurrency 2, slow invokes: the extra ones are throttled, nothing fails.
 burst slow $N "$SLOW" >"$T/lim" || fail "burst client: $(cat "$T/lim")"
@@ -105,9 +103,9 @@ THR=$(grep -c '^\[[0-9]*, 429,' "$T/lim")
 set -- $(live slow)
 [ "$2" -ge 1 ] && [ "$2" -le 2 ] || fail "concurrency 2: expected 1..2 slow sandboxes, got $2: $(sandboxes)"
 assert_eq "$1" "$2" "slow sandboxes listed (none dead): $(sandboxes)"
-assert_eq "$(metric kindling_routerd_throttles_total)" "$THR" "throttles counted (one per 429)"
-assert_eq "$(metric 'kindling_routerd_errors_total{kind="service"}')" 0 "service errors (a throttle is not one)"
-assert_eq "$(metric 'kindling_routerd_errors_total{kind="function"}')" 0 "function errors (a throttle is not one)"
+assert_eq "$(router_metric kindling_routerd_throttles_total)" "$THR" "throttles counted (one per 429)"
+assert_eq "$(router_metric 'kindling_routerd_errors_total{kind="service"}')" 0 "service errors (a throttle is not one)"
+assert_eq "$(router_metric 'kindling_routerd_errors_total{kind="function"}')" 0 "function errors (a throttle is not one)"
 
 # Once the burst is over the function answers again.
 out=$(invoke slow info) || fail "invoke after the throttle: $out"

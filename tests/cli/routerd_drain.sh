@@ -15,7 +15,6 @@ cat >"$T/functions.json" <<EOC
 EOC
 start_assignd
 start_routerd --lease-hold-ms 300
-metric() { curl -s "http://$ADDR/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
 
 # Back to back from one client: a client started per invoke (botocore ~0.3 s) could
 # leave a gap longer than the hold.
@@ -27,8 +26,8 @@ for i in range(1, 6):
     if s != 200 or "x-amz-function-error" in h:
         print("invoke %d: %d %s %s" % (i, s, h.get("x-amz-function-error", ""), b), file=sys.stderr); sys.exit(1)
 PY
-assert_eq "$(metric 'kindling_routerd_sandbox_starts_total{start="cold"}')" 1 "one restore"
-assert_eq "$(metric kindling_routerd_held_lease_hits_total)" 4 "invokes 2-5 on the held lease"
+assert_eq "$(router_metric 'kindling_routerd_sandbox_starts_total{start="cold"}')" 1 "one restore"
+assert_eq "$(router_metric kindling_routerd_held_lease_hits_total)" 4 "invokes 2-5 on the held lease"
 assert_eq "$(sandboxes | python3 -c 'import json,sys; print([s["state"] for s in json.load(sys.stdin)])')" "['busy']" \
     "held sandbox is busy in assignd"
 wait_all_idle 1  # given back after the hold time

@@ -73,7 +73,7 @@ for i in 1 2; do
     assert_eq "$(status_of "$out" $i)" 429 "queued invoke $i past the wait: $out"
     echo "$out" | grep -q "^$i 429 TooManyRequestsException " || fail "queued invoke $i: not a throttle: $out"
 done
-assert_eq "$(curl -s "http://$ADDR/metrics" | awk '$1 == "kindling_routerd_throttles_total" { print $2 }')" 2 "throttles counted"
+assert_eq "$(router_metric kindling_routerd_throttles_total)" 2 "throttles counted"
 
 # The sandbox dies under a running invoke with one queued: the running one gets a
 # function error, the queued one goes to a worker and gets a new sandbox.
