@@ -135,16 +135,14 @@ public:
         ports_ = ::ioperm(KN_PORT_EXIT, 8, 1) == 0;
         if (!ports_) log_warn("ioperm: %s: no ready report, EXIT falls back to a reboot", std::strerror(errno));
     }
-    // False when neither way is open.
-    bool exit(uint32_t status) { return write(0, KN_PORT_EXIT, status); }
-    bool ready(uint32_t stage) { return write(1, KN_PORT_READY, stage); }
+    // Nothing happens when neither way is open (open() said so).
+    void exit(uint32_t status) { write(0, KN_PORT_EXIT, status); }
+    void ready(uint32_t stage) { write(1, KN_PORT_READY, stage); }
 
 private:
-    bool write(size_t word, uint16_t port, uint32_t v) {
+    void write(size_t word, uint16_t port, uint32_t v) {
         if (page_) page_[word] = v;
         else if (ports_) ::outl(v, port);
-        else return false;
-        return true;
     }
     volatile uint32_t* page_ = nullptr;
     bool ports_ = false;
