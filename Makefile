@@ -80,13 +80,14 @@ $(FLAGS_STAMP): ;
 
 # Library modules: one static archive per lib/ folder (subfolders included), and the
 # modules each one may #include and call.  Header-only modules (cli) make no archive.
-LIB_MODULES := base hash kvm devices snapshot vmm chunk http store fuse assign route cli
+LIB_MODULES := base hash kvm devices snapshot vmm jail chunk http store fuse assign route cli
 deps.base :=
 deps.hash :=
 deps.kvm := base
 deps.devices := kvm base
 deps.snapshot := devices kvm hash base
 deps.vmm := snapshot devices kvm http base
+deps.jail := base
 deps.chunk := hash base
 deps.http := hash base
 deps.store := chunk http hash base

@@ -31,6 +31,22 @@ need_fuse() {
 }
 
 # Is the host's KVM PVM (no hardware virtualisation; guest ring 0 emulated)?
+# fc-launch --jail: root, namespaces and a cgroup hierarchy with the memory controller.
+need_jail() {
+    [ "$(id -u)" = 0 ] || skip "--jail needs root"
+    unshare -p -f -m -i -u -n true 2>/dev/null || skip "cannot create pid/mount/ipc/uts/net namespaces here"
+    local t dir opts have=""
+    while read -r t dir opts; do
+        case $t in
+        cgroup2) grep -qw memory "$dir/cgroup.controllers" 2>/dev/null && have=1 ;;
+        cgroup) case ,$opts, in *,memory,*) have=1 ;; esac ;;
+        esac
+    done <<EOF
+$(awk '{ for (i = 7; i <= NF; i++) if ($i == "-") print $(i + 1), $5, $(i + 3) }' /proc/self/mountinfo)
+EOF
+    [ -n "$have" ] || skip "no cgroup hierarchy with the memory controller here"
+}
+
 is_pvm() {
     [ -d /sys/module/kvm_pvm ] && return 0
     ! grep -qE '\b(vmx|svm)\b' /proc/cpuinfo

@@ -207,6 +207,7 @@ void Machine::start() {
 }
 
 void Machine::launch(VmState st) {
+    if (opts_.before_guest_runs) opts_.before_guest_runs(machine_config());
     install_kick_handler();
     {
         std::lock_guard lk(mu_);

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -48,6 +49,11 @@ public:
         // Pause the vCPUs the moment a nano guest reports this KN_PORT_READY stage
         // (snap-make: snapshot exactly there).
         std::optional<uint32_t> pause_at_stage;
+        // Called once every host resource of the VM is open (images, drives, the
+        // snapshot, sockets, KVM) and before any vCPU runs (fc-launch --jail enters
+        // the jail here), with the VM's size.  If it throws, start() or restore()
+        // fails with its error.
+        std::function<void(const MachineConfig&)> before_guest_runs;
     };
 
     explicit Machine(Options opts);

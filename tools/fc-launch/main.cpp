@@ -3,10 +3,12 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
@@ -15,6 +17,7 @@
 #include "base/tool.h"
 #include "cli/cli.h"
 #include "http/http_server.h"
+#include "jail/jail.h"
 #include "snapshot/uffd_memory.h"
 #include "vmm/fc_api.h"
 #include "vmm/machine.h"
@@ -44,7 +47,22 @@ struct Flags {
     bool paused = false;
     std::string record_access;
     std::string prefetch;
+    std::string jail;
+    uid_t uid = 0;
+    gid_t gid = 0;
+    std::string netns;
+    std::string cgroup_parent = "kindling";
+    uint64_t cgroup_memory_mib = 0;
+    double cgroup_cpus = 0;
 };
+
+// The jail's limits: derived from the VM's size, unless the flags say otherwise.
+JailLimits jail_limits(const Flags& f, const MachineConfig& mc) {
+    JailLimits l = jail_limits_for(mc.mem_size_mib, mc.vcpu_count);
+    if (f.cgroup_memory_mib) l.cgroup.memory_bytes = f.cgroup_memory_mib << 20;
+    if (f.cgroup_cpus > 0) l.cgroup.cpus = f.cgroup_cpus;
+    return l;
+}
 
 RestoreRequest restore_request(const Flags& f) {
     RestoreRequest r;
@@ -100,6 +118,18 @@ int run(Flags& f) {
         throw UsageError("nothing to boot: give --kernel FILE, --nano FILE, --restore DIR or --api-sock PATH (see --help)");
     if (f.restore.empty() && (f.mem_backend != "uffd" || f.allow_shared_pages || f.paused || !f.record_access.empty() || !f.prefetch.empty()))
         throw UsageError("--mem-backend, --allow-shared-pages, --paused, --record-access and --prefetch go with --restore");
+    // Core dumps and ptrace by other users would expose guest memory and keys.
+    ::prctl(PR_SET_DUMPABLE, 0);
+    std::optional<Jail> jail;
+    if (!f.jail.empty()) {
+        if (!f.record_access.empty())
+            throw UsageError("--record-access writes a host file after the guest ran, which a jailed VMM cannot: record without --jail");
+        if (f.uid == 0 || f.gid == 0) throw UsageError("--jail needs --uid and --gid (not 0; one uid per VMM)");
+        jail.emplace(JailOptions{f.jail, f.uid, f.gid, f.netns, f.cgroup_parent, f.id == "anonymous-instance" ? "" : f.id});
+        if (std::optional<int> status = jail->spawn()) return *status;  // the relay, after the VMM exited
+    } else if (f.uid || f.gid || !f.netns.empty() || f.cgroup_memory_mib || f.cgroup_cpus > 0) {
+        throw UsageError("--uid, --gid, --netns, --cgroup-memory and --cgroup-cpus go with --jail");
+    }
 
     // Signals are handled synchronously by this thread; block them everywhere first
     // so every thread created later inherits the mask.
@@ -122,7 +152,9 @@ int run(Flags& f) {
         cfd = console_fd.get();
     }
 
-    Machine m(Machine::Options{cfd});
+    Machine::Options mo{cfd};
+    if (jail) mo.before_guest_runs = [&](const MachineConfig& mc) { jail->enter(jail_limits(f, mc)); };
+    Machine m(std::move(mo));
     // Bind the API socket before anything boots: a taken path fails fast.
     FirecrackerApi api(m, f.id);
     std::unique_ptr<HttpServer> server;
@@ -227,6 +259,15 @@ int main(int argc, char** argv) {
     app.add_option("--prefetch", f.prefetch, "Restore: install the pages of this access log before the vCPUs run");
     app.add_option("--id", f.id, "Instance id reported by the API (GET /)");
     app.add_option("--console", f.console, "Write the guest console to FILE instead of stdout");
+    app.add_option("--jail", f.jail,
+                   "Run the VMM jailed with DIR as its root (created and removed if absent): own pid, mount, ipc, uts "
+                   "and network namespaces, --uid/--gid, no capabilities, rlimits, a cgroup (root only; see fc-launch(1))");
+    app.add_option("--uid", f.uid, "--jail: the uid the VMM runs as (not 0; one per VMM)");
+    app.add_option("--gid", f.gid, "--jail: the gid the VMM runs as (not 0)");
+    app.add_option("--netns", f.netns, "--jail: join this network namespace (e.g. /run/netns/NAME) instead of a new one");
+    app.add_option("--cgroup-parent", f.cgroup_parent, "--jail: the cgroup the VM's cgroup is made in (default kindling)");
+    app.add_option("--cgroup-memory", f.cgroup_memory_mib, "--jail: memory.max in MiB (default: guest memory + 64)")->check(CLI::Range(1, 1 << 22));
+    app.add_option("--cgroup-cpus", f.cgroup_cpus, "--jail: CPUs' worth of time (default: guest MiB / 1769, as Lambda)")->check(CLI::Range(0.01, 1024.0));
     int rc = parse_cli(app, argc, argv);
     if (rc >= 0) return rc;
     return run_tool("fc-launch", [&] { return run(f); });
