@@ -10,7 +10,7 @@ namespace kindling {
 AssignService::AssignService(AssignOptions options, std::unique_ptr<Journal> journal, const Clock& clock)
     : journal_(std::move(journal)) {
     std::string socket = options.socket;
-    auto launcher = std::make_unique<FcLauncher>(options.fc_launch, options.run_dir);
+    auto launcher = std::make_unique<FcLauncher>(options.fc_launch, options.run_dir, options.jail);
     assigner_ = std::make_unique<Assigner>(std::move(options), *journal_, std::move(launcher), clock);
     api_ = std::make_unique<AssignHttpApi>(*assigner_, *journal_);
     HttpServerOptions so;

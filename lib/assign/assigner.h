@@ -41,6 +41,7 @@ struct AssignOptions {
     int64_t idle_ttl_ms = 300000;
     int64_t ready_timeout_ms = 10000;  // restore until the vsock socket accepts
     int64_t stop_timeout_ms = 3000;    // SIGTERM -> SIGKILL
+    SandboxJail jail;                  // jail every sandbox (fc-launch --jail) if jail.root is set
 };
 
 struct AcquireRequest {

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -55,6 +56,19 @@ std::string fc_launch_vsock(int64_t pid) {
 
 bool is_our_fc_launch(int64_t pid, const std::string& vsock) { return fc_launch_vsock(pid) == vsock; }
 
+// The parent pid of `pid`, or 0.  (A jailed sandbox is two fc-launch processes: the
+// relay assignd started and, its child, the VMM.)
+int64_t parent_of(int64_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string stat;
+    std::getline(in, stat);
+    // "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses.
+    size_t close = stat.rfind(')');
+    if (close == std::string::npos) return 0;
+    long long ppid = 0;
+    return std::sscanf(stat.c_str() + close + 1, " %*c %lld", &ppid) == 1 ? ppid : 0;
+}
+
 }  // namespace
 
 // ---- FcLauncher ----
@@ -80,6 +94,16 @@ int64_t FcLauncher::spawn(const std::string& id, const std::string& vsock, const
     posix_spawnattr_setsigdefault(&attr, &defaults);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     std::vector<std::string> args = {fc_launch_, "--restore", snapshot_dir, "--vsock", vsock};
+    if (!jail_.root.empty()) {
+        std::string root = std::filesystem::path(jail_.root).lexically_normal().string();
+        while (root.size() > 1 && root.back() == '/') root.pop_back();
+        uint64_t n = sandbox_number(id);
+        for (std::string a : std::initializer_list<std::string>{"--jail", root + "/" + id, "--uid", std::to_string(jail_.first_uid + n % jail_.uids), "--gid",
+                              std::to_string(jail_.gid), "--cgroup-parent",
+                              "kindling/" + std::filesystem::path(root).filename().string()})
+            args.push_back(std::move(a));
+        if (!jail_.netns.empty()) args.insert(args.end(), {"--netns", jail_.netns});
+    }
     if (std::string log = snapshot_dir + "/access.log"; ::access(log.c_str(), R_OK) == 0) {
         args.push_back("--prefetch");
         args.push_back(log);
@@ -193,7 +217,7 @@ void kill_stray_sandboxes(const std::string& run_dir, SandboxTable& table) {
         if (n == 0) continue;
         table.note_id(n);
         const Sandbox* s = table.find("sb-" + std::to_string(n));
-        if (s && s->pid == pid && s->state != SandboxState::kDead) continue;
+        if (s && (s->pid == pid || parent_of(pid) == s->pid) && s->state != SandboxState::kDead) continue;
         log_warn("stray fc-launch pid %lld serving %s (not live in the journal): killed",
                  static_cast<long long>(pid), vsock.c_str());
         ::kill(static_cast<pid_t>(-pid), SIGKILL);  // its process group, as a stop does

@@ -34,20 +34,33 @@ public:
     virtual std::string log_tail(const std::string& id) const = 0;
 };
 
+// assignd --jail ROOT: sandbox sb-N runs `fc-launch --jail ROOT/sb-N` as uid
+// first_uid + N % uids (so no two live sandboxes share a uid) and gid `gid`, in cgroup
+// kindling/<ROOT's last component>/sb-N.
+struct SandboxJail {
+    std::string root;          // empty: sandboxes are not jailed
+    uint32_t first_uid = 0;
+    uint32_t uids = 65536;
+    uint32_t gid = 0;
+    std::string netns;         // fc-launch --netns, when set
+};
+
 // Runs `fc_launch --restore DIR --vsock PATH` with stdin and stdout on /dev/null,
 // stderr in RUN_DIR/ID.log, an empty signal mask and default dispositions, and
 // `--prefetch DIR/access.log` when the snapshot keeps one (REAP: a page access log
-// recorded by a first restore is prefetched before the vCPUs run).
+// recorded by a first restore is prefetched before the vCPUs run); jailed if
+// `jail.root` is set.
 class FcLauncher : public SandboxLauncher {
 public:
-    FcLauncher(std::string fc_launch, std::string run_dir)
-        : fc_launch_(std::move(fc_launch)), run_dir_(std::move(run_dir)) {}
+    FcLauncher(std::string fc_launch, std::string run_dir, SandboxJail jail = {})
+        : fc_launch_(std::move(fc_launch)), run_dir_(std::move(run_dir)), jail_(std::move(jail)) {}
     int64_t spawn(const std::string& id, const std::string& vsock, const std::string& snapshot_dir) override;
     std::string log_tail(const std::string& id) const override;
 
 private:
     std::string fc_launch_;
     std::string run_dir_;
+    SandboxJail jail_;
 };
 
 // Watches sandbox processes through their pidfds.  It has no thread: its owner calls

@@ -25,6 +25,8 @@ struct Flags {
     double idle_ttl = 300;
     double ready_timeout = 10;
     std::string fc_launch, snapfs;
+    std::string jail, jail_netns;
+    uint32_t jail_uid = 0, jail_gid = 0;
 };
 
 // fc-launch next to assignd if there is one (a build tree), else from $PATH.
@@ -56,6 +58,14 @@ int run(Flags& f) {
     o.capacity = f.capacity;
     o.idle_ttl_ms = static_cast<int64_t>(f.idle_ttl * 1000);
     o.ready_timeout_ms = static_cast<int64_t>(f.ready_timeout * 1000);
+    if (!f.jail.empty()) {
+        if (f.jail_uid == 0 || f.jail_gid == 0) throw UsageError("--jail needs --jail-uid and --jail-gid (not 0)");
+        if (::geteuid() != 0) throw Error("--jail needs root (fc-launch --jail does)", kExitNoPerm);
+        std::filesystem::create_directories(f.jail);
+        o.jail = SandboxJail{std::filesystem::absolute(f.jail).string(), f.jail_uid, 65536, f.jail_gid, f.jail_netns};
+    } else if (f.jail_uid || f.jail_gid || !f.jail_netns.empty()) {
+        throw UsageError("--jail-uid, --jail-gid and --jail-netns go with --jail");
+    }
     AssignService svc(o, open_journal(f.journal));
     svc.start();
     std::printf("%s\n", svc.address().c_str());
@@ -94,6 +104,11 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(0.1, 3600.0));
     app.add_option("--fc-launch", f.fc_launch, "fc-launch binary (default: next to assignd, else $PATH)");
     app.add_option("--snapfs", f.snapfs, "snapfs binary (default: next to assignd, else $PATH)");
+    app.add_option("--jail", f.jail, "Jail every sandbox: fc-launch --jail DIR/sb-N (root only; see assignd(1))");
+    app.add_option("--jail-uid", f.jail_uid, "--jail: sandbox sb-N runs as uid FIRST + N % 65536")
+        ->check(CLI::Range(1u, 4294967295u - 65536u));
+    app.add_option("--jail-gid", f.jail_gid, "--jail: the gid every sandbox runs as")->check(CLI::Range(1u, 4294967294u));
+    app.add_option("--jail-netns", f.jail_netns, "--jail: the network namespace sandboxes join (default: a new one each)");
     app.footer("Prints the API socket path on stdout once listening.  SIGTERM/SIGINT: stop accepting, stop\n"
                "every sandbox, exit 0.  Exit status: 64 usage; 65 corrupt journal; 73 socket in use;\n"
                "75 journal locked by another assignd; 78 bad journal URI.  See assignd(1).");
