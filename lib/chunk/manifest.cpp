@@ -201,7 +201,9 @@ Manifest decode_manifest(std::span<const uint8_t> bytes, const LayerKeys& keys) 
             throw DataError("manifest: entry " + std::to_string(i) + ": unsafe path '" + e.path + "'");
         if (!seen.insert(e.path).second) throw DataError("manifest: duplicate path '" + e.path + "'");
         if (e.mode & ~07777u) throw DataError("manifest: " + e.path + ": bad mode");
-        uint64_t want = e.is_dir ? 0 : (e.size + kChunkSize - 1) / kChunkSize;
+        // Rounded up without e.size + kChunkSize - 1, which wraps near 2^64 to a want
+        // of 0: a huge file with no chunks, whose reads would index past the list.
+        uint64_t want = e.is_dir ? 0 : e.size / kChunkSize + (e.size % kChunkSize != 0);
         if ((e.is_dir && e.size != 0) || e.chunk_count != want || e.first_chunk != next_chunk)
             throw DataError("manifest: " + e.path + ": chunk range does not match its size");
         next_chunk += e.chunk_count;

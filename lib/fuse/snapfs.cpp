@@ -190,7 +190,7 @@ struct Snapfs::Impl {
                                                           "access.log", layers);
                     log_verbose("prefetching %zu chunks from the layer's access.log", chunks.size());
                     cache->prefetch(chunks);
-                } catch (const Error& e) {
+                } catch (const std::exception& e) {  // nothing may leave the thread (std::terminate)
                     log_warn("%s; no prefetch", e.what());
                 }
                 return;  // one log names the pages of every layer's mem

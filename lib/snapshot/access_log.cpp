@@ -1,5 +1,6 @@
 #include "snapshot/access_log.h"
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 
@@ -16,6 +17,7 @@ namespace {
 constexpr char kMagic[8] = {'K', 'N', 'A', 'C', 'C', 'E', 'S', 'S'};
 constexpr size_t kHeaderSize = 32;
 constexpr uint32_t kPageSize = 4096;
+constexpr uint64_t kMaxMemSize = (uint64_t{1} << 32) * kPageSize;
 
 template <class T>
 void put(std::string& out, T v) {
@@ -58,6 +60,11 @@ AccessLog decode_access_log(std::span<const uint8_t> b, const std::string& what)
     log.mem_size = get<uint64_t>(b.data() + 16);
     uint64_t count = get<uint64_t>(b.data() + 24);
     if (log.mem_size % kPageSize != 0) throw bad("memory size " + std::to_string(log.mem_size) + " is not page-aligned");
+    // Page numbers are u32: a larger memory cannot be described, and nothing below may
+    // size anything by mem_size (it is input) — only by the bytes actually read.
+    if (log.mem_size > kMaxMemSize)
+        throw bad("memory size " + std::to_string(log.mem_size) + " beyond the " +
+                  std::to_string(kMaxMemSize >> 40) + " TiB u32 page numbers address");
     uint64_t page_count = log.mem_size / kPageSize;
     if (count > page_count || b.size() != kHeaderSize + 4 * count + 4)
         throw bad("length " + std::to_string(b.size()) + " does not match " + std::to_string(count) + " entries");
@@ -65,16 +72,20 @@ AccessLog decode_access_log(std::span<const uint8_t> b, const std::string& what)
     uint32_t computed = crc32c(0, b.data(), b.size() - 4);
     if (stored != computed) throw bad("CRC32C mismatch");
     log.pages.resize(count);
-    std::memcpy(log.pages.data(), b.data() + kHeaderSize, 4 * count);
-    std::vector<uint64_t> seen((page_count + 63) / 64, 0);
-    for (size_t i = 0; i < log.pages.size(); i++) {
-        uint32_t p = log.pages[i];
-        if (p >= page_count)
-            throw bad("entry " + std::to_string(i) + ": page " + std::to_string(p) + " beyond memory of " +
-                      std::to_string(page_count) + " pages");
-        if (seen[p / 64] >> (p % 64) & 1)
-            throw bad("entry " + std::to_string(i) + ": page " + std::to_string(p) + " repeated");
-        seen[p / 64] |= 1ull << (p % 64);
+    if (count) std::memcpy(log.pages.data(), b.data() + kHeaderSize, 4 * count);  // data() may be null
+    for (size_t i = 0; i < log.pages.size(); i++)
+        if (log.pages[i] >= page_count)
+            throw bad("entry " + std::to_string(i) + ": page " + std::to_string(log.pages[i]) +
+                      " beyond memory of " + std::to_string(page_count) + " pages");
+    // Repeats: a sorted copy (memory in proportion to the file, not to mem_size); the
+    // message names the entry that repeats the first page found twice.
+    std::vector<uint32_t> sorted = log.pages;
+    std::sort(sorted.begin(), sorted.end());
+    if (auto dup = std::adjacent_find(sorted.begin(), sorted.end()); dup != sorted.end()) {
+        auto first = std::find(log.pages.begin(), log.pages.end(), *dup);
+        auto again = std::find(first + 1, log.pages.end(), *dup);
+        throw bad("entry " + std::to_string(again - log.pages.begin()) + ": page " + std::to_string(*dup) +
+                  " repeated");
     }
     return log;
 }

@@ -7,14 +7,16 @@
 //        0     8     magic "KNACCESS"
 //        8     4     version (1)
 //       12     4     page size in bytes (4096)
-//       16     8     mem_size: bytes of guest memory the log was recorded on
+//       16     8     mem_size: bytes of guest memory the log was recorded on, a
+//                    multiple of 4096, at most 2^32 pages (16 TiB)
 //       24     8     count: number of page entries
 //       32  4*count  page numbers (u32, guest page = byte offset in `mem` / 4096), in
 //                    first-touch order, each at most once, each < mem_size / 4096
 //  32+4*count  4     CRC32C of every byte before it
 // Readers reject any other magic, version or page size, a wrong length, a bad CRC,
 // an out-of-range or repeated page — a log is a hint, but a wrong hint must not
-// pass silently.
+// pass silently.  Decoding allocates in proportion to the bytes given, never to
+// the mem_size they claim.
 #pragma once
 
 #include <cstdint>

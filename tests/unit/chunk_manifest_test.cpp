@@ -124,6 +124,21 @@ TEST_CASE("an authentic but malformed manifest is rejected: unsafe paths, bad ra
     CHECK_THROWS_AS(decode_manifest(encode_manifest(m3, keys), keys), DataError);
 }
 
+TEST_CASE("a file size near 2^64 with no chunks is rejected (the chunk count must not wrap to 0)") {
+    // Issue 13 finding 7: (size + chunk - 1) / chunk wrapped to 0 for sizes in the last
+    // chunk below 2^64, so such a file passed with chunk_count 0 and snapfs read past
+    // the chunk list.
+    Secret s = secret_of(5);
+    LayerKeys keys(LayerKind::kBase, s.bytes());
+    for (uint64_t size : {UINT64_MAX, UINT64_MAX - kChunkSize + 2}) {
+        CAPTURE(size);
+        Manifest m = sample(keys);
+        m.entries[3].size = size;  // "empty": first_chunk 3, chunk_count 0
+        CHECK_THROWS_WITH_AS(decode_manifest(encode_manifest(m, keys), keys),
+                             doctest::Contains("chunk range does not match its size"), DataError);
+    }
+}
+
 TEST_CASE("is_safe_relative_path") {
     CHECK(is_safe_relative_path("."));
     CHECK(is_safe_relative_path("mem"));
