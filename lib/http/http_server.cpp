@@ -107,6 +107,14 @@ void HttpServer::start() {
     }
     s.accept();
     s.thread = std::thread([&s] {
+        if (s.opts.on_thread_start) {
+            try {
+                s.opts.on_thread_start();
+            } catch (const std::exception& e) {
+                log_error("HTTP server %s: %s", s.listener.address.c_str(), e.what());
+                return;
+            }
+        }
         for (;;) {
             try {
                 s.ioc.run();

@@ -49,6 +49,9 @@ struct HttpServerOptions {
     std::string server_name = "kindling";
     // Default: JSON {"error": message}.
     HttpErrorFormatter error_formatter;
+    // Runs first on the I/O thread (fc-launch installs the API thread's seccomp
+    // filter there); if it throws, the error is logged and the thread serves nothing.
+    std::function<void()> on_thread_start;
 };
 
 // A file descriptor registered with an HttpServer's I/O thread (HttpServer::watch), so

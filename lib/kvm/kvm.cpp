@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "base/error.h"
+#include "seccomp/thread_filter.h"
 
 namespace kindling {
 
@@ -45,6 +46,7 @@ Kvm::Kvm() {
     vcpu_mmap_size_ = xioctl(fd, KVM_GET_VCPU_MMAP_SIZE, nullptr, "KVM_GET_VCPU_MMAP_SIZE");
 
     cpuid_future_ = std::async(std::launch::async, [fd] {
+        enter_thread(ThreadKind::kHelper, "kvm_cpuid");
         std::vector<kvm_cpuid_entry2> out;
         for (uint32_t n = 256; n <= 4096; n *= 2) {  // 75 entries on this host: one call
             std::vector<uint8_t> buf(sizeof(KvmCountHeader) + n * sizeof(kvm_cpuid_entry2));

@@ -24,6 +24,7 @@
 #include "base/log.h"
 #include "base/unix_socket.h"
 #include "kvm/guest_memory.h"
+#include "seccomp/thread_filter.h"
 #include "snapshot/snapshot_dir.h"
 
 namespace kindling {
@@ -301,9 +302,9 @@ void UffdMemory::fail(const std::string& why) noexcept {
 }
 
 void UffdMemory::handler_main() noexcept {
-    ::pthread_setname_np(::pthread_self(), "uffd");
     pollfd fds[2] = {{uffd_.fd(), POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}};
     try {
+        enter_thread(ThreadKind::kUffd, "uffd");
         for (;;) {
             int r = ::poll(fds, 2, -1);
             if (r < 0) {
@@ -511,8 +512,8 @@ void UffdMemory::wait_prefetch() {
 }
 
 void UffdMemory::prefetch_main(std::vector<uint32_t> log, PrefetchOptions opts) noexcept {
-    ::pthread_setname_np(::pthread_self(), "uffd-prefetch");
     try {
+        enter_thread(ThreadKind::kUffd, "uffd-prefetch");
         prefetch(log, opts, &stop_prefetch_);
     } catch (const std::exception& e) {
         fail(std::string("uffd memory: prefetch: ") + e.what());

@@ -11,6 +11,7 @@
 #include "base/json_depth.h"
 #include "base/log.h"
 #include "base/tool.h"
+#include "seccomp/thread_filter.h"
 
 namespace kindling {
 
@@ -418,6 +419,7 @@ HttpServerOptions FirecrackerApi::server_options() {
     o.max_body_bytes = kMaxPayloadBytes;
     o.label = "API socket";
     o.error_formatter = [](int status, const std::string& message) { return fault(status, message); };
+    o.on_thread_start = [] { enter_thread(ThreadKind::kApi, "fc_api"); };
     return o;
 }
 

@@ -24,6 +24,7 @@
 #include "kvm/linux_boot.h"
 #include "kvm/nano_boot.h"
 #include "kvm/vcpu_state.h"
+#include "seccomp/thread_filter.h"
 #include "snapshot/access_log.h"
 #include "snapshot/snapshot_dir.h"
 #include "snapshot/uffd_memory.h"
@@ -214,8 +215,26 @@ void Machine::launch(VmState st) {
         state_ = st;
         if (st == VmState::kPaused) pause_requested_ = true;
     }
-    if (!nano_) device_thread_ = std::thread([this] { device_loop_.run(); });
+    if (!nano_) device_thread_ = std::thread([this] { device_main(); });
     for (size_t i = 0; i < vcpus_.size(); ++i) threads_.emplace_back([this, i] { vcpu_main(i); });
+}
+
+void Machine::release_vcpus() {
+    {
+        std::lock_guard lk(mu_);
+        vcpus_released_ = true;
+    }
+    cv_.notify_all();
+}
+
+void Machine::device_main() {
+    try {
+        enter_thread(ThreadKind::kDevice, "fc_device");
+    } catch (const std::exception& e) {
+        stop(kExitSoftware, std::string("device thread: ") + e.what());
+        return;
+    }
+    device_loop_.run();
 }
 
 void Machine::build() {
@@ -332,8 +351,14 @@ void Machine::vcpu_main(size_t index) {
     pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
     Vcpu& v = *vcpus_[index];
     kvm_run* run = v.run_state();
-    if (index == 0) first_run_ = std::chrono::steady_clock::now();
     try {
+        // The filter goes on before this thread first enters the guest.
+        enter_thread(ThreadKind::kVcpu, ("vcpu" + std::to_string(index)).c_str());
+        if (opts_.hold_vcpus) {
+            std::unique_lock lk(mu_);
+            cv_.wait(lk, [&] { return vcpus_released_ || stopping_.load(); });
+        }
+        if (index == 0) first_run_ = std::chrono::steady_clock::now();
         for (;;) {
             if (parked_or_stopping(index)) break;
             run->immediate_exit = 0;
@@ -540,7 +565,7 @@ void Machine::resume() {
     state_ = VmState::kRunning;
     if (!nano_ && !device_thread_.joinable()) {
         device_loop_.rearm();
-        device_thread_ = std::thread([this] { device_loop_.run(); });
+        device_thread_ = std::thread([this] { device_main(); });
     }
     cv_.notify_all();
 }

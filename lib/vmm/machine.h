@@ -54,6 +54,10 @@ public:
         // the jail here), with the VM's size.  If it throws, start() or restore()
         // fails with its error.
         std::function<void(const MachineConfig&)> before_guest_runs;
+        // vCPU threads install their seccomp filter, then wait for release_vcpus()
+        // before their first KVM_RUN (fc-launch: until the main thread has created
+        // its last thread and filtered itself, so no guest code runs before that).
+        bool hold_vcpus = false;
     };
 
     explicit Machine(Options opts);
@@ -73,6 +77,8 @@ public:
     void resume() override;
     VmState state() const override;
 
+    // Lets held vCPUs (Options::hold_vcpus) run.
+    void release_vcpus();
     // Stops the VM from any thread: the first caller's status and reason win.
     void stop(int status, const std::string& reason);
     // Waits until Options::pause_at_stage fired and every vCPU is parked; false if
@@ -99,6 +105,7 @@ private:
     void launch(VmState state);
     void build_devices();
     void vcpu_main(size_t index);
+    void device_main();
     void handle_io(size_t index);
     void handle_mmio(size_t index);
     // KN_PORT_WAIT: service devices, then block until an event or the timeout.
@@ -119,6 +126,7 @@ private:
     std::atomic<bool> stopping_{false};
     std::atomic<bool> pause_requested_{false};
     size_t vcpus_parked_ = 0;
+    bool vcpus_released_ = false;
     int exit_status_ = 0;
     std::string stop_reason_;
     UniqueFd stopped_fd_;

@@ -18,6 +18,7 @@
 #include "cli/cli.h"
 #include "http/http_server.h"
 #include "jail/jail.h"
+#include "seccomp/thread_filter.h"
 #include "snapshot/uffd_memory.h"
 #include "vmm/fc_api.h"
 #include "vmm/machine.h"
@@ -54,6 +55,7 @@ struct Flags {
     std::string cgroup_parent = "kindling";
     uint64_t cgroup_memory_mib = 0;
     double cgroup_cpus = 0;
+    bool no_seccomp = false;
 };
 
 // The jail's limits: derived from the VM's size, unless the flags say otherwise.
@@ -144,6 +146,7 @@ int run(Flags& f) {
     sigaddset(&kick, SIGRTMIN);
     pthread_sigmask(SIG_BLOCK, &kick, nullptr);
     signal(SIGPIPE, SIG_IGN);
+    if (!f.no_seccomp) enable_thread_filters();
 
     UniqueFd console_fd;
     int cfd = f.common.json ? 2 : 1;
@@ -154,6 +157,7 @@ int run(Flags& f) {
 
     Machine::Options mo{cfd};
     if (jail) mo.before_guest_runs = [&](const MachineConfig& mc) { jail->enter(jail_limits(f, mc)); };
+    mo.hold_vcpus = have_image || !f.restore.empty();  // until this thread is filtered, below
     Machine m(std::move(mo));
     // Bind the API socket before anything boots: a taken path fails fast.
     FirecrackerApi api(m, f.id);
@@ -181,6 +185,10 @@ int run(Flags& f) {
         server->start();
         log_verbose("API on %s", server->address().c_str());
     }
+    // This thread has created every thread it will (the API thread creates any
+    // later ones, under its own filter); now it filters itself, then the vCPUs run.
+    enter_thread(ThreadKind::kVmm, nullptr);
+    m.release_vcpus();
 
     UniqueFd sfd(::signalfd(-1, &sigs, SFD_CLOEXEC));
     if (!sfd) throw_errno("signalfd");
@@ -268,6 +276,7 @@ int main(int argc, char** argv) {
     app.add_option("--cgroup-parent", f.cgroup_parent, "--jail: the cgroup the VM's cgroup is made in (default kindling)");
     app.add_option("--cgroup-memory", f.cgroup_memory_mib, "--jail: memory.max in MiB (default: guest memory + 64)")->check(CLI::Range(1, 1 << 22));
     app.add_option("--cgroup-cpus", f.cgroup_cpus, "--jail: CPUs' worth of time (default: guest MiB / 1769, as Lambda)")->check(CLI::Range(0.01, 1024.0));
+    app.add_flag("--no-seccomp", f.no_seccomp, "Debugging only: run without the per-thread seccomp filters");
     int rc = parse_cli(app, argc, argv);
     if (rc >= 0) return rc;
     return run_tool("fc-launch", [&] { return run(f); });

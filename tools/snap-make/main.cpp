@@ -18,6 +18,7 @@
 #include "base/tool.h"
 #include "cli/cli.h"
 #include "kindling/nano_abi.h"
+#include "seccomp/thread_filter.h"
 #include "snapshot/snapshot_dir.h"
 #include "vmm/machine.h"
 
@@ -40,6 +41,7 @@ struct Flags {
     std::string console;
     std::string rootfs;  // a read-only root image (scripts/mkroot.sh) with an overlay in the layer
     uint64_t overlay_mib = 64;
+    bool no_seccomp = false;
 };
 
 constexpr const char* kOverlayFile = "overlay.ext4";
@@ -126,6 +128,10 @@ int run(Flags& f) {
         throw UsageError("--mem and --boot-args come from the base layer when --base is given");
     if (::access(f.out.c_str(), F_OK) == 0) throw SysError(f.out, EEXIST);
     signal(SIGPIPE, SIG_IGN);
+    // The threads that run or serve the guest (vCPU, device, uffd) filter themselves
+    // as in fc-launch; this thread writes the layer (and runs mkfs.ext4) and stays
+    // unfiltered, an operator's tool rather than a VMM facing the guest.
+    if (!f.no_seccomp) enable_thread_filters();
 
     UniqueFd console_fd = open_file(f.console.empty() ? "/dev/null" : f.console, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     Machine::Options opts;
@@ -249,6 +255,7 @@ int main(int argc, char** argv) {
     app.add_option("--tag", f.tags, "Free-form layer tag recorded in snapshot.json (repeatable)");
     app.add_option("--timeout", f.timeout_s, "Seconds to wait for the stage (default 60)");
     app.add_option("--console", f.console, "Write the guest console to FILE (default: discarded)");
+    app.add_flag("--no-seccomp", f.no_seccomp, "Debugging only: run the guest's threads without seccomp filters");
     app.add_option("--rootfs", f.rootfs,
                    "Root image (scripts/mkroot.sh) for --kernel: attached read-only as /dev/vda, with a new ext4 "
                    "overlay as /dev/vdb that the layer keeps (OUT/overlay.ext4; copy-on-write in every restore)");
