@@ -45,8 +45,15 @@ void add_common(Rules& r) {
     add(r, {SYS_munmap, SYS_madvise, SYS_brk, SYS_mremap, SYS_futex, SYS_write, SYS_writev, SYS_close, SYS_exit,
             SYS_exit_group, SYS_rt_sigreturn, SYS_rt_sigprocmask, SYS_getpid, SYS_gettid, SYS_tgkill,
             SYS_clock_gettime, SYS_gettimeofday, SYS_clock_nanosleep, SYS_nanosleep, SYS_sched_yield,
-            SYS_restart_syscall});
+            SYS_restart_syscall, SYS_sched_getaffinity});
 }
+
+// Threads that never open a file still may have glibc try: malloc opens
+// /proc/sys/vm/overcommit_memory once per process, on whichever thread first shrinks
+// a thread heap (found: a vCPU after a burst of vsock traffic), and takes a failure
+// as "no".  So openat (glibc's only open on x86-64) fails with EACCES on those
+// threads instead of stopping the VMM.
+void deny_open(Rules& r) { r.push_back({SYS_openat, -1, 0, 0, EACCES}); }
 
 // Device backends in an EventLoop (the vCPU thread of a nano guest, the device
 // thread of a Linux guest, or a vCPU's MMIO write): vsock host sockets (accept a
@@ -131,6 +138,7 @@ std::vector<SyscallRule> allow_list(ThreadKind kind) {
         break;
     case ThreadKind::kVcpu:
         add_devices(r);
+        deny_open(r);
         // KVM_RUN, and the registers for a crash report; nothing that changes the VM.
         add_ioctls(r, {KVM_RUN, KVM_GET_REGS});
         break;
@@ -139,13 +147,16 @@ std::vector<SyscallRule> allow_list(ThreadKind kind) {
         break;
     case ThreadKind::kDevice:
         add_devices(r);
+        deny_open(r);
         break;
     case ThreadKind::kUffd:
+        deny_open(r);
         // Wait for faults, read the layer files (pread when not mapped), install pages.
         add(r, {SYS_poll, SYS_ppoll, SYS_read, SYS_pread64, SYS_preadv});
         add_ioctls(r, {UFFDIO_COPY, UFFDIO_ZEROPAGE, UFFDIO_WAKE});
         break;
     case ThreadKind::kHelper:
+        deny_open(r);
         // KVM_GET_SUPPORTED_CPUID, numbered from the C layout as lib/kvm/kvm.h does
         // (kvm_cpuid2's C++ sizeof is wrong): an 8-byte header.
         add_ioctls(r, {_IOWR(KVMIO, 0x05, uint64_t)});

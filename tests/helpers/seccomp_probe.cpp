@@ -5,16 +5,20 @@
 //             mutex, mmap/munmap), prints "allowed" and exits 0;
 //   socket    socket(AF_INET): forbidden to every kind (no network);
 //   ioctl     ioctl(TIOCSTI): a request number no kind may use;
-//   fork      clone without CLONE_THREAD (a new process): forbidden to every kind.
+//   fork      clone without CLONE_THREAD (a new process): forbidden to every kind;
+//   open      open("/dev/null"): prints "open: ok" where the kind may open files,
+//             "open: Permission denied" where its filter fails it (EACCES).
 // A forbidden call must end the process through the SIGSYS handler: one line
 // "seccomp-probe: seccomp: KIND thread made a forbidden system call N (NAME)" on
 // stderr and exit status 159.  Test-only: fc-launch itself has no such trigger.
+#include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -30,7 +34,7 @@ using namespace kindling;
 int main(int argc, char** argv) {
     log_init("seccomp-probe", LogLevel::kNormal);
     if (argc != 3) {
-        std::fprintf(stderr, "usage: seccomp_probe vmm|vcpu|api|device|uffd|helper allowed|socket|ioctl|fork\n");
+        std::fprintf(stderr, "usage: seccomp_probe vmm|vcpu|api|device|uffd|helper allowed|socket|ioctl|fork|open\n");
         return 64;
     }
     std::string kind_name = argv[1], call = argv[2];
@@ -63,6 +67,12 @@ int main(int argc, char** argv) {
         } else if (call == "ioctl") {
             char c = 'x';
             ::ioctl(0, TIOCSTI, &c);
+        } else if (call == "open") {
+            int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+            std::string line = std::string("open: ") + (fd >= 0 ? "ok" : std::strerror(errno)) + "\n";
+            (void)!::write(1, line.data(), line.size());  // not stdio: its first use calls fstat
+            if (fd >= 0) ::close(fd);
+            return;
         } else if (call == "fork") {
             ::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
         } else {
