@@ -48,6 +48,13 @@ void add_common(Rules& r) {
             SYS_restart_syscall, SYS_sched_getaffinity});
 }
 
+// fc-launch --jail drops to its uid/gid on the thread that starts the guest
+// (Machine's before_guest_runs: the main thread, or the API thread with --api-sock
+// alone); glibc applies set*id to every thread of the process, each repeating the
+// call from a signal handler, so the threads that may exist by then (main, API,
+// uffd, helper) may make them.  Without capabilities they can only drop.
+void add_setid(Rules& r) { add(r, {SYS_setgroups, SYS_setresgid, SYS_setresuid}); }
+
 // Threads that never open a file still may have glibc try: malloc opens
 // /proc/sys/vm/overcommit_memory once per process, on whichever thread first shrinks
 // a thread heap (found: a vCPU after a burst of vsock traffic), and takes a failure
@@ -96,6 +103,10 @@ void add_api(Rules& r) {
     add_ioctl_type(r, KVMIO);
     add_ioctl_type(r, UFFDIO);
     add_ioctls(r, {FIONBIO, FIONREAD});
+    // Entering fc-launch's jail (lib/jail Jail::enter) when this thread starts the
+    // guest: pivot into the jail directory, rlimits, drop the capabilities.
+    add(r, {SYS_mount, SYS_umount2, SYS_pivot_root, SYS_chdir, SYS_setrlimit, SYS_prlimit64, SYS_capset});
+    add_setid(r);
 }
 
 // Sanitizer builds (make SAN=...): the runtimes' own calls.  ASan/LSan unmap a
@@ -135,6 +146,7 @@ std::vector<SyscallRule> allow_list(ThreadKind kind) {
     switch (kind) {
     case ThreadKind::kVmm:
         add_vmm(r);
+        add_setid(r);
         break;
     case ThreadKind::kVcpu:
         add_devices(r);
@@ -151,12 +163,14 @@ std::vector<SyscallRule> allow_list(ThreadKind kind) {
         break;
     case ThreadKind::kUffd:
         deny_open(r);
+        add_setid(r);
         // Wait for faults, read the layer files (pread when not mapped), install pages.
         add(r, {SYS_poll, SYS_ppoll, SYS_read, SYS_pread64, SYS_preadv});
         add_ioctls(r, {UFFDIO_COPY, UFFDIO_ZEROPAGE, UFFDIO_WAKE});
         break;
     case ThreadKind::kHelper:
         deny_open(r);
+        add_setid(r);
         // KVM_GET_SUPPORTED_CPUID, numbered from the C layout as lib/kvm/kvm.h does
         // (kvm_cpuid2's C++ sizeof is wrong): an 8-byte header.
         add_ioctls(r, {_IOWR(KVMIO, 0x05, uint64_t)});
