@@ -35,6 +35,12 @@ inline Summary summarize(std::vector<double> v) {
     return {at(0.10), at(0.50), at(0.90), at(0.99)};
 }
 
+// One line of percentiles: values divided by `scale` (1000: us -> ms).
+inline void print_row(const char* name, const Summary& s, const char* unit, double scale) {
+    std::printf("  %-44s p50 %8.2f %s   p10 %8.2f   p90 %8.2f   p99 %8.2f\n", name, s.p50 / scale, unit, s.p10 / scale,
+                s.p90 / scale, s.p99 / scale);
+}
+
 // posix_spawn of args (args[0] a path); stdin/stdout redirected when >= 0.
 inline pid_t spawn(const std::vector<std::string>& args, int stdin_fd = -1, int stdout_fd = -1) {
     std::vector<char*> argv;

@@ -25,6 +25,7 @@ namespace {
 
 using bench::Clock;
 using bench::connect_retry;
+using bench::print_row;
 using bench::spawn;
 using bench::summarize;
 using bench::Summary;
@@ -101,11 +102,6 @@ void rss_of(pid_t pid, uint64_t guest_kib, uint64_t& total, uint64_t& guest, uin
             if (in_guest) guest += v;
         }
     }
-}
-
-void print_row(const char* name, const Summary& s, const char* unit, double scale) {
-    std::printf("  %-36s p50 %8.1f %s   p10 %8.1f   p90 %8.1f   p99 %8.1f\n", name, s.p50 / scale, unit, s.p10 / scale,
-                s.p90 / scale, s.p99 / scale);
 }
 
 }  // namespace

@@ -100,11 +100,6 @@ double syscall_ns(bool filtered) {
     return ns;
 }
 
-void print_row(const char* name, const Summary& s, const char* unit, double scale) {
-    std::printf("  %-40s p50 %8.2f %s   p10 %8.2f   p90 %8.2f\n", name, s.p50 / scale, unit, s.p10 / scale,
-                s.p90 / scale);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
