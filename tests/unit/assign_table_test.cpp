@@ -48,8 +48,9 @@ TEST_CASE("sandbox table: transitions, idle lists, concurrency counts, leases, r
         t.set_pid(c.id, 103);
         t.to_busy(c);
         t.to_idle(c);
-        t.destroy(c.id);
-        CHECK(t.find(c.id) == nullptr);
+        std::string c_id = c.id;  // destroy() frees c
+        t.destroy(c_id);
+        CHECK(t.find(c_id) == nullptr);
         j.sync(j.append_nowait(JournalRecord{SandboxEvent::kIdle, "sb-1"}));
     }
     FileJournal j(dir + "/j");
