@@ -177,6 +177,10 @@ Manifest decode_manifest(std::span<const uint8_t> bytes, const LayerKeys& keys) 
     Digest parent;
     r.copy(parent.bytes.data(), kDigestSize);
     if (flags & kFlagHasParent) m.parent = parent;
+    // One encoding per manifest (its id is the hash of the bytes): no unknown flags,
+    // no parent id without the flag (found by tests/fuzz/manifest).
+    if ((flags & ~kFlagHasParent) || (!m.parent && !parent.is_zero()))
+        throw DataError("manifest: unknown flags or a parent id without the has-parent flag");
     if (m.chunk_size != kChunkSize)
         throw DataError("manifest: chunk size " + std::to_string(m.chunk_size) + " not supported");
 

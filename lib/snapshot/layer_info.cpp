@@ -126,7 +126,7 @@ LayerInfo decode_layer_json(const std::string& file, const std::string& text) {
     json j;
     try {
         j = parse_json<json>(text, file);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, or out_of_range: a number like 1e999
         std::string what = e.what();
         auto p = what.find("] ");
         throw DataError(file + ": invalid JSON: " + (p == std::string::npos ? what : what.substr(p + 2)));

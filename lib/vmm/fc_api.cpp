@@ -55,7 +55,7 @@ public:
             j_ = parse_json<json>(text, "request body");
         } catch (const DataError& e) {  // nested past kMaxJsonDepth
             bad_body(e.what());
-        } catch (const json::parse_error& e) {
+        } catch (const json::exception& e) {  // parse_error, or out_of_range: a number like 1e999
             // Drop nlohmann's "[json.exception.parse_error.101] " tag.
             std::string msg = e.what();
             if (size_t p = msg.find("] "); msg.starts_with("[json.exception") && p != std::string::npos)
@@ -370,7 +370,9 @@ FirecrackerApi::FirecrackerApi(VmmControl& vmm, std::string instance_id)
     : vmm_(vmm), instance_id_(std::move(instance_id)) {}
 
 HttpResponse FirecrackerApi::fault(int status, const std::string& message) {
-    return HttpResponse::json(status, json{{"fault_message", message}}.dump());
+    // The message may quote the request's bytes, which need not be UTF-8 (dump() would
+    // throw out of handle(); found by tests/fuzz/fc_api): invalid bytes become U+FFFD.
+    return HttpResponse::json(status, json{{"fault_message", message}}.dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
 HttpResponse FirecrackerApi::handle(const HttpRequest& req) {

@@ -5,6 +5,7 @@
 
 #include "base/error.h"
 #include "chunk/chunk_codec.h"
+#include "chunk/crypto.h"
 #include "chunk/manifest.h"
 
 using namespace kindling;
@@ -137,6 +138,26 @@ TEST_CASE("a file size near 2^64 with no chunks is rejected (the chunk count mus
         CHECK_THROWS_WITH_AS(decode_manifest(encode_manifest(m, keys), keys),
                              doctest::Contains("chunk range does not match its size"), DataError);
     }
+}
+
+TEST_CASE("a manifest has one encoding: unknown flags or a parent id without its flag are rejected") {
+    // Found by tests/fuzz/manifest (corpus: parent-id-without-flag): such a manifest
+    // decoded and encoded to other bytes, so to another manifest id.
+    Secret s = secret_of(5);
+    LayerKeys keys(LayerKind::kBase, s.bytes());
+    Manifest m = sample(keys);
+    m.parent.reset();
+    auto resign = [&](std::vector<uint8_t> b, size_t at, uint8_t v) {
+        b.resize(b.size() - kDigestSize);
+        b[at] = v;
+        Digest mac = hmac_sha256({keys.manifest_mac_key().data(), keys.manifest_mac_key().size()}, b);
+        b.insert(b.end(), mac.bytes.begin(), mac.bytes.end());
+        return b;
+    };
+    auto good = encode_manifest(m, keys);
+    CHECK_NOTHROW(decode_manifest(resign(good, 11, 0), keys));
+    CHECK_THROWS_WITH_AS(decode_manifest(resign(good, 30, 7), keys), doctest::Contains("parent id without"), DataError);
+    CHECK_THROWS_WITH_AS(decode_manifest(resign(good, 11, 2), keys), doctest::Contains("unknown flags"), DataError);
 }
 
 TEST_CASE("is_safe_relative_path") {
