@@ -198,7 +198,8 @@ S3Location parse_s3_uri(const std::string& uri) {
     for (char c : loc.bucket)
         if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_'))
             throw UsageError("store " + uri + ": bad bucket name '" + loc.bucket + "'");
-    for (const auto& [k, raw] : parts.options) {
+    for (const auto& [key, raw] : parts.options) {
+        const std::string& k = key;  // clang 14 cannot capture a structured binding
         std::string v = percent_decode(raw);
         auto bad = [&] { return UsageError("store " + uri + ": bad " + k + " '" + v + "'"); };
         if (k == "endpoint") {
