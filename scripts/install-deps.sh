@@ -10,7 +10,10 @@ PKGS="build-essential pkg-config git ca-certificates
  scdoc socat curl gnuplot-nox python3 procps
  memcached awscli python3-botocore python3-boto3 wrk
  linux-source-6.1 bc flex bison libelf-dev cpio xz-utils
- qemu-system-x86 busybox-static squashfs-tools e2fsprogs"
+ qemu-system-x86 busybox-static squashfs-tools e2fsprogs
+ clang libclang-rt-14-dev llvm"
+# (clang + libclang-rt-14-dev: `make fuzz`'s libFuzzer, ASan and UBSan runtimes;
+# llvm: llvm-symbolizer, for file:line in their reports.)
 
 missing=""
 for p in $PKGS; do

@@ -1,18 +1,21 @@
 #!/bin/sh
 # Runs the unit tests and every tests/cli/*.sh; last line: N passed, N failed, N skipped.
-# Usage: tests/run.sh [-j N] [BUILD_DIR] [PATTERN]
+# Usage: tests/run.sh [-j N] [-x EXCLUDE] [BUILD_DIR] [PATTERN]
 #   BUILD_DIR  where the binaries are (default build)
 #   PATTERN    run only the tests whose name matches this grep pattern
+#   -x EXCLUDE skip the tests whose name matches this grep pattern
 #   -j N       run N tests at a time (default 1, one after the other).  Each test's
 #              PASS/FAIL/SKIP block is printed whole when it ends.  A test with a line
 #              "# serial: REASON" (heavy, or timing that other tests would disturb)
 #              runs alone, after the others.
 # Exits non-zero if any test failed.
-usage() { echo "usage: tests/run.sh [-j N] [BUILD_DIR] [PATTERN]" >&2; exit 2; }
+usage() { echo "usage: tests/run.sh [-j N] [-x EXCLUDE] [BUILD_DIR] [PATTERN]" >&2; exit 2; }
 jobs=1
-while getopts j: opt; do
+exclude=""
+while getopts j:x: opt; do
     case $opt in
     j) jobs=$OPTARG ;;
+    x) exclude=$OPTARG ;;
     *) usage ;;
     esac
 done
@@ -89,14 +92,19 @@ drain() { while [ "$running" -gt 0 ]; do finish_one; done; }
 
 is_serial() { head -n 20 "$1" | grep -q '^# serial'; }
 
-if [ -z "$PATTERN" ] || echo unit | grep -q "$PATTERN"; then
+# selected NAME: matches PATTERN (if any) and not EXCLUDE (if any).
+selected() {
+    { [ -z "$PATTERN" ] || echo "$1" | grep -q "$PATTERN"; } && { [ -z "$exclude" ] || ! echo "$1" | grep -q "$exclude"; }
+}
+
+if selected unit; then
     run unit "$O/tests/unit-tests"
 fi
 serial=""
 for t in tests/cli/*.sh; do
     [ -e "$t" ] || continue
     name=$(basename "$t" .sh)
-    if [ -n "$PATTERN" ] && ! echo "$name" | grep -q "$PATTERN"; then continue; fi
+    selected "$name" || continue
     if [ "$jobs" -gt 1 ] && is_serial "$t"; then serial="$serial $t"; continue; fi
     run "$name" timeout 600 sh "$t"
 done
