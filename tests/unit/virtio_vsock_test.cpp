@@ -595,6 +595,40 @@ TEST_CASE("vsock: guest connection to a port nobody listens on gets RST") {
     CHECK(f.vsock->connection_count() == 0);
 }
 
+TEST_CASE("vsock: a VM's connections and what they may buffer are bounded; more are refused") {
+    VsockOptions defaults;
+    // Guest -> host bytes are buffered per connection up to buf_alloc (a guest past
+    // its credit is reset), so this is all a VM's connections can hold.
+    CHECK(defaults.max_buffered_bytes() <= 8u << 20);
+    CHECK(defaults.max_connections <= 64);
+    VsockOptions o;
+    o.max_connections = 5;
+    VsockFixture f(o);
+    UniqueFd lst = unix_listen(f.uds + "_5000");
+    std::vector<UniqueFd> accepted;
+    for (uint32_t i = 0; i < o.max_connections; ++i) {
+        f.guest->send(f.guest->hdr(2000 + i, 5000, kVsockOpRequest));
+        auto r = f.wait_packet();
+        REQUIRE(r);
+        CHECK(r->h.op == kVsockOpResponse);
+        accepted.emplace_back(::accept4(lst.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    }
+    // One more from the guest: RST.
+    f.guest->send(f.guest->hdr(3000, 5000, kVsockOpRequest));
+    auto r = f.wait_packet();
+    REQUIRE(r);
+    CHECK(r->h.op == kVsockOpRst);
+    CHECK(r->h.dst_port == 3000);
+    // One more from the host: closed at once.
+    UniqueFd extra(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, f.uds.c_str(), sizeof a.sun_path - 1);
+    REQUIRE(::connect(extra.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    CHECK(f.host_sees_eof(extra.get()));
+    CHECK(f.vsock->connection_count() == o.max_connections);
+}
+
 TEST_CASE("vsock: packets for unknown connections get RST, RSTs get nothing") {
     VsockFixture f;
     f.guest->send(f.guest->hdr(7, 8, kVsockOpRw), "stray");

@@ -25,7 +25,14 @@ namespace kindling {
 struct VsockOptions {
     uint32_t buf_alloc = 256 * 1024;  // our receive buffer per connection (advertised credit)
     std::chrono::milliseconds connect_timeout{2000};  // CONNECT line, guest RESPONSE, close handshake
-    size_t max_connections = 1024;
+    // Connections of the VM, both directions; more are refused (RST to the guest,
+    // the host client closed) with a rate-limited warning.  A function needs a few
+    // (routerd pools 4 per sandbox).
+    size_t max_connections = 32;
+    // What the VM's connections can hold at most: each buffers guest -> host bytes
+    // up to buf_alloc (a guest sending past its credit is reset); host -> guest
+    // bytes go straight from the socket into the guest's rx buffers.
+    size_t max_buffered_bytes() const { return max_connections * buf_alloc; }
 };
 
 class VsockConnection {

@@ -155,8 +155,8 @@ void VsockMuxer::on_listen() {
         }
         UniqueFd cfd(fd);
         if (conns_.size() >= opts_.max_connections) {
-            log_warn("vsock: %s: refusing a host connection: %zu connections open", listener_.path.c_str(),
-                     conns_.size());
+            log_warn("vsock: %s: refusing a host connection: %zu connections open (the VM's limit)",
+                     listener_.path.c_str(), conns_.size());
             continue;
         }
         VsockConnection& c = add_connection(std::move(cfd), VsockConnection::State::kHandshake);
@@ -248,7 +248,8 @@ void VsockMuxer::on_guest_packet(const VsockTxPacket& p) {
 
 void VsockMuxer::guest_connect(const VsockHeader& h) {
     if (conns_.size() >= opts_.max_connections) {
-        log_warn("vsock: refusing guest connection to port %u: %zu connections open", h.dst_port, conns_.size());
+        log_warn("vsock: %s: refusing guest connection to port %u: %zu connections open (the VM's limit)",
+                 listener_.path.c_str(), h.dst_port, conns_.size());
         queue_rst(h.dst_port, h.src_port);
         return;
     }
