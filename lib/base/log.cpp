@@ -1,8 +1,10 @@
 #include "base/log.h"
 
+#include <algorithm>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 
 namespace kindling {
 
@@ -25,6 +27,37 @@ void emit(const char* kind, const char* fmt, va_list ap) {
 }
 }  // namespace
 
+LogThrottle::Verdict LogThrottle::admit(const void* key, Clock::time_point now) {
+    std::lock_guard lk(mu_);
+    size_t h = std::hash<const void*>{}(key) % kSlots;
+    Slot* s = &slots_[h];
+    for (size_t i = 0; i < kSlots; ++i) {
+        Slot& c = slots_[(h + i) % kSlots];
+        if (c.key == key || c.key == nullptr) {
+            s = &c;
+            break;
+        }
+    }
+    if (s->key == nullptr) {
+        s->key = key;
+        s->tokens = burst_;
+        s->last = now;
+    }
+    double refill = std::chrono::duration<double>(now - s->last) / std::chrono::duration<double>(interval_);
+    if (refill > 0) {
+        s->tokens = std::min<double>(burst_, s->tokens + refill);
+        s->last = now;
+    }
+    if (s->tokens < 1) {
+        ++s->suppressed;
+        return {};
+    }
+    s->tokens -= 1;
+    Verdict v{true, s->suppressed};
+    s->suppressed = 0;
+    return v;
+}
+
 void log_init(const char* tool_name, LogLevel level) {
     g_tool = tool_name;
     g_level = level;
@@ -42,7 +75,22 @@ const char* log_tool_name() { return g_tool; }
     } while (0)
 
 void log_error(const char* fmt, ...) { KINDLING_LOG(LogLevel::kQuiet, "error: "); }
-void log_warn(const char* fmt, ...) { KINDLING_LOG(LogLevel::kNormal, "warning: "); }
+void log_warn(const char* fmt, ...) {
+    if (g_level < LogLevel::kNormal) return;
+    static LogThrottle throttle(kWarnBurst, kWarnInterval);
+    auto v = throttle.admit(fmt, LogThrottle::Clock::now());
+    if (!v.emit) return;
+    if (v.suppressed) {
+        char note[160];
+        std::snprintf(note, sizeof note, "%s: warning: %llu similar warnings suppressed\n", g_tool,
+                      static_cast<unsigned long long>(v.suppressed));
+        std::fputs(note, stderr);
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    emit("warning: ", fmt, ap);
+    va_end(ap);
+}
 void log_info(const char* fmt, ...) { KINDLING_LOG(LogLevel::kNormal, ""); }
 void log_verbose(const char* fmt, ...) { KINDLING_LOG(LogLevel::kVerbose, ""); }
 void log_debug(const char* fmt, ...) { KINDLING_LOG(LogLevel::kDebug, "debug: "); }

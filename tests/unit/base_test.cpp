@@ -14,6 +14,7 @@
 #include "base/error.h"
 #include "base/io.h"
 #include "base/json_depth.h"
+#include "base/log.h"
 #include "devices/bus.h"
 #include "kvm/guest_memory.h"
 
@@ -123,4 +124,23 @@ TEST_CASE("parse_json: a 100k-level document is refused at once; the parsed text
     auto j = parse_json<nlohmann::json>("{\"k\": [1, 2, {\"z\": null}]}", "x");
     CHECK(j.dump() == "{\"k\":[1,2,{\"z\":null}]}");
     CHECK_THROWS_AS(parse_json<nlohmann::json>("{\"k\": ", "x"), nlohmann::json::parse_error);
+}
+
+TEST_CASE("LogThrottle: a burst per key, then one per interval, counting what it dropped") {
+    using namespace std::chrono_literals;
+    LogThrottle t(3, 1s);
+    auto t0 = LogThrottle::Clock::time_point{} + 1h;
+    static const char a[] = "a %d", b[] = "b %d";
+    int emitted = 0;
+    for (int i = 0; i < 1000; ++i) emitted += t.admit(a, t0).emit;
+    CHECK(emitted == 3);
+    CHECK(t.admit(b, t0).emit);  // another call site has its own bucket
+    auto v = t.admit(a, t0 + 1s);
+    CHECK(v.emit);
+    CHECK(v.suppressed == 997);
+    CHECK_FALSE(t.admit(a, t0 + 1s).emit);
+    // A flood of 100k at 10k a second lets through the burst and ~1 a second.
+    emitted = 0;
+    for (int i = 0; i < 100000; ++i) emitted += t.admit(a, t0 + 2s + i * 100us).emit;
+    CHECK(emitted <= 3 + 11);
 }

@@ -10,6 +10,9 @@
  *   bad-mmio          writes to read-only and unassigned MMIO, reads past the config
  *   wild-write-iovec  KN_PORT_WRITE whose iovec (or the iovec itself) is outside RAM
  *   fault             touches page 0, then an unmapped address (a triple fault)
+ *   warn-flood        resets the vsock device and asks for FEATURES_OK without
+ *                     VERSION_1, 20000 times: each refusal is a VMM warning (its
+ *                     log must stay small)
  *   echo-error        no attack at init; serves, answering every request as an error
  *                     whose text is the request (hostile error bodies for the host)
  */
@@ -45,7 +48,7 @@ int nano_init(void) {
     const char* mode = nano_option("mode");
     if (!mode) {
         nano_printf("hostile: give mode=desc-outside|desc-loop|huge-len|avail-jump|bad-port|bad-mmio|"
-                    "wild-write-iovec|fault|echo-error\n");
+                    "wild-write-iovec|fault|warn-flood|echo-error\n");
         return 64;
     }
     nano_printf("hostile: mode=%s\n", mode);
@@ -86,6 +89,13 @@ int nano_init(void) {
         iov.len = ~0ull;
         outl(KN_PORT_WRITE, (uint32_t)(uintptr_t)&iov);
         outl(KN_PORT_WRITE, 0xfffffff0u); /* the iovec itself outside RAM */
+    } else if (strcmp(mode, "warn-flood") == 0) {
+        (void)tx_queue(mode);
+        volatile uint32_t* status = (volatile uint32_t*)(mmio_base() + VIRTIO_MMIO_STATUS);
+        for (int i = 0; i < 20000; ++i) {
+            *status = 0;                         /* reset: driver features back to 0 */
+            *status = VIRTIO_STATUS_FEATURES_OK; /* refused: no VERSION_1 */
+        }
     } else if (strcmp(mode, "fault") == 0) {
         (void)*(volatile uint32_t*)(uintptr_t)0;             /* page 0 (mapped on PVM hosts) */
         *(volatile uint32_t*)(uintptr_t)(1ull << 39) = 1;    /* PML4 entry 1: never mapped */
