@@ -34,18 +34,31 @@ void ServerCore::accept() {
             sock.close(ignored);
             return accept();
         }
+        std::string peer = "unix", client;
+        if (listener.family != AF_UNIX) {
+            error_code ep_ec;
+            auto ep = sock.remote_endpoint(ep_ec);
+            if (!ep_ec) {
+                peer = format_sockaddr(ep.data());
+                client = peer.substr(0, peer.rfind(':'));
+            }
+            if (opts.max_connections_per_client && !client.empty()) {
+                auto it = per_client.find(client);
+                if (it != per_client.end() && it->second >= opts.max_connections_per_client) {
+                    log_warn("HTTP %s: %zu connections open from %s, refusing one", listener.address.c_str(),
+                             it->second, client.c_str());
+                    error_code ignored;
+                    sock.close(ignored);
+                    return accept();
+                }
+            }
+            int one = 1;
+            ::setsockopt(sock.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        }
         // Asio accepts with plain accept(2): no SOCK_CLOEXEC.  Don't leak API
         // connections into children the VMM spawns.
         ::fcntl(sock.native_handle(), F_SETFD, FD_CLOEXEC);
-        std::string peer = "unix";
-        if (listener.family != AF_UNIX) {
-            int one = 1;
-            ::setsockopt(sock.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-            error_code ep_ec;
-            auto ep = sock.remote_endpoint(ep_ec);
-            if (!ep_ec) peer = format_sockaddr(ep.data());
-        }
-        auto s = std::make_shared<Session>(*this, std::move(sock), std::move(peer));
+        auto s = std::make_shared<Session>(*this, std::move(sock), std::move(peer), std::move(client));
         sessions.emplace(s.get(), s);
         s->start();
         accept();
@@ -141,6 +154,7 @@ void HttpServer::stop() {
                 if (auto l = w.lock()) live.push_back(std::move(l));
             for (auto& l : live) l->close();
             s.sessions.clear();
+            s.per_client.clear();
             s.ioc.stop();
         });
         if (s.thread.joinable()) s.thread.join();

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "base/error.h"
@@ -32,6 +33,13 @@ using HttpAsyncHandler = std::function<void(const HttpRequest&, HttpResponder re
 // Builds the body of responses the server makes itself (400, 413, 431, 500, 503).
 using HttpErrorFormatter = std::function<HttpResponse(int status, const std::string& message)>;
 
+// Looks at a request once its header has arrived, before any of its body is read
+// (`head.body` is empty; `content_length` is the declared length, if any).  A
+// response refuses the request: it is sent, the connection is closed, and the body
+// is never read.  Called on the I/O thread: it must not block.
+using HttpHeadCheck =
+    std::function<std::optional<HttpResponse>(const HttpRequest& head, std::optional<uint64_t> content_length)>;
+
 struct HttpServerOptions {
     size_t max_header_bytes = 16 * 1024;    // request line + fields; beyond -> 431
     size_t max_body_bytes = 1024 * 1024;    // beyond -> 413
@@ -43,6 +51,12 @@ struct HttpServerOptions {
     std::chrono::milliseconds write_timeout{30000};
     // Connections beyond this are closed as soon as they are accepted.
     size_t max_connections = 256;
+    // TCP connections from one client address (IP, any port) beyond this are closed
+    // as soon as they are accepted, so one client cannot hold every connection.
+    // 0: no limit.  Unix socket clients are not limited.
+    size_t max_connections_per_client = 0;
+    // Default: none (every request's body is read, up to max_body_bytes).
+    HttpHeadCheck head_check;
     // What the listening socket is, for error messages: "<path>: API socket path in use".
     std::string label = "socket";
     // "Server" response header; empty for none.

@@ -4,6 +4,8 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
+#include <cstdint>
+#include <limits>
 
 #include "base/log.h"
 
@@ -38,8 +40,10 @@ HttpResponse ServerCore::error_response(int status, const std::string& message) 
     return default_error(status, message);
 }
 
-Session::Session(ServerCore& srv, Socket sock, std::string peer)
-    : srv_(srv), sock_(std::move(sock)), timer_(srv.ioc), peer_(std::move(peer)) {}
+Session::Session(ServerCore& srv, Socket sock, std::string peer, std::string client)
+    : srv_(srv), sock_(std::move(sock)), timer_(srv.ioc), peer_(std::move(peer)), client_(std::move(client)) {
+    if (!client_.empty()) ++srv_.per_client[client_];
+}
 
 void Session::close() {
     if (closed_) return;
@@ -50,6 +54,10 @@ void Session::close() {
     error_code ec;
     sock_.close(ec);
     srv_.sessions.erase(this);
+    if (!client_.empty()) {
+        auto it = srv_.per_client.find(client_);
+        if (it != srv_.per_client.end() && --it->second == 0) srv_.per_client.erase(it);
+    }
     waiting_self_.reset();
 }
 
@@ -79,7 +87,10 @@ void Session::disarm_timer() {
 void Session::read_request() {
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(srv_.opts.max_header_bytes));
-    parser_->body_limit(srv_.opts.max_body_bytes);
+    // No limit while the header is parsed: a declared length past the limit is
+    // refused in on_header, after the head check (which may refuse it first, in
+    // its own words); the limit is set there for what is then read.
+    parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
     arm_timer(srv_.opts.request_timeout);
     http::async_read_header(sock_, buf_, *parser_,
                             [self = shared_from_this()](error_code ec, size_t) {
@@ -87,10 +98,42 @@ void Session::read_request() {
                             });
 }
 
+void Session::note_request_line() {
+    const auto& msg = parser_->get();
+    keep_alive_ = msg.keep_alive();
+    head_ = msg.method() == http::verb::head;
+    version_ = msg.version();
+}
+
 void Session::on_header(error_code ec) {
     if (closed_) return;
     if (ec) return on_read_error(ec);
     auto& req = parser_->get();
+    req_ = HttpRequest{};
+    req_.method = std::string(req.method_string());
+    req_.target = std::string(req.target());
+    for (const auto& f : req) req_.headers.add(sv(f.name_string()), sv(f.value()));
+    req_.peer = peer_;
+    if (srv_.opts.head_check) {
+        std::optional<uint64_t> length;
+        if (auto cl = parser_->content_length()) length = *cl;
+        std::optional<HttpResponse> refusal;
+        try {
+            refusal = srv_.opts.head_check(req_, length);
+        } catch (const std::exception& e) {
+            refusal = srv_.error_response(500, std::string("internal error: ") + e.what());
+        }
+        if (refusal) {
+            disarm_timer();
+            note_request_line();
+            return send(std::move(*refusal), true);
+        }
+    }
+    if (auto cl = parser_->content_length(); cl && *cl > srv_.opts.max_body_bytes) {
+        note_request_line();
+        return on_read_error(http::error::body_limit);
+    }
+    parser_->body_limit(srv_.opts.max_body_bytes);
     // RFC 9110 §10.1.1: tell the client to go ahead before reading the body (curl
     // sends Expect for larger bodies).  Over-limit bodies were refused above.
     auto expect = req.find(http::field::expect);
@@ -138,18 +181,11 @@ void Session::on_read_error(error_code ec) {
 
 void Session::on_request() {
     disarm_timer();
+    note_request_line();
     auto msg = parser_->release();
     parser_.reset();
-    keep_alive_ = msg.keep_alive();
-    head_ = msg.method() == http::verb::head;
-    version_ = msg.version();
-
-    HttpRequest req;
-    req.method = std::string(msg.method_string());
-    req.target = std::string(msg.target());
-    for (const auto& f : msg) req.headers.add(sv(f.name_string()), sv(f.value()));
+    HttpRequest req = std::move(req_);
     req.body = std::move(msg.body());
-    req.peer = peer_;
 
     waiting_ = true;
     waiting_self_ = shared_from_this();

@@ -63,6 +63,8 @@ struct ServerCore {
     std::shared_ptr<ResponseGate> gate = std::make_shared<ResponseGate>();
     // Live connections, touched only on the I/O thread.
     std::unordered_map<Session*, std::weak_ptr<Session>> sessions;
+    // Open TCP connections per client address (HttpServerOptions::max_connections_per_client).
+    std::unordered_map<std::string, size_t> per_client;
     std::thread thread;
     bool started = false;
     bool stopped = false;
@@ -81,7 +83,9 @@ HttpResponse default_error(int status, const std::string& message);
 // responder.
 class Session : public std::enable_shared_from_this<Session> {
 public:
-    Session(ServerCore& srv, Socket sock, std::string peer);
+    // `client`: the peer's address without its port, counted in srv.per_client
+    // while the session lives (empty: not counted).
+    Session(ServerCore& srv, Socket sock, std::string peer, std::string client);
 
     void start() { read_request(); }
 
@@ -111,6 +115,8 @@ private:
     void on_header(error_code ec);
     void read_body();
     void on_read_error(error_code ec);
+    // The request line's keep-alive, HEAD-ness and version, for the response.
+    void note_request_line();
     void on_request();
     void send(HttpResponse r, bool close_after);
     void shutdown_close();
@@ -125,6 +131,10 @@ private:
     net::steady_timer timer_;
     uint64_t timer_gen_ = 0;
     std::string peer_;
+    std::string client_;
+    // The request being read: its header, as on_header converted it (the body is
+    // added by on_request).
+    HttpRequest req_;
     beast::flat_buffer buf_;
     std::optional<http::request_parser<http::string_body>> parser_;
     http::response<http::string_body> res_;

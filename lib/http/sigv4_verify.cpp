@@ -133,6 +133,26 @@ std::optional<AuthHeader> parse_authorization(std::string_view v) {
     return a;
 }
 
+// The checks that need only the header: Authorization present and well formed,
+// SignedHeaders within bounds, the access key known.  Sets `auth` and `key` (a
+// failure when `key` stays null).
+SigV4Result check_header(const HttpHeaders& headers, const AccessKeys& keys, std::optional<AuthHeader>& auth,
+                         const AccessKey*& key) {
+    auto auth_value = headers.get("authorization");
+    if (!auth_value) return fail("MissingAuthenticationTokenException", "Missing Authentication Token");
+    auth = parse_authorization(*auth_value);
+    if (!auth)
+        return fail("IncompleteSignatureException",
+                    "Authorization header requires 'Credential', 'Signature' and 'SignedHeaders' "
+                    "parameters (AWS4-HMAC-SHA256).");
+    if (auto problem = signed_headers_problem(*auth)) return fail("IncompleteSignatureException", *problem);
+    auto it = keys.find(auth->access_key);
+    if (it == keys.end())
+        return fail("UnrecognizedClientException", "The security token included in the request is invalid.");
+    key = &it->second;
+    return {};
+}
+
 }  // namespace
 
 std::string percent_decode(std::string_view s) {
@@ -182,29 +202,31 @@ AccessKeys load_access_keys(const std::string& path) { return parse_access_keys(
 SigV4Verifier::SigV4Verifier(std::string service, std::chrono::seconds max_skew)
     : service_(std::move(service)), max_skew_(max_skew), keys_(std::make_shared<AccessKeys>()) {}
 
+std::shared_ptr<const AccessKeys> SigV4Verifier::current_keys() const {
+    std::lock_guard lk(mu_);
+    return keys_;
+}
+
 void SigV4Verifier::set_keys(AccessKeys keys) {
     auto p = std::make_shared<const AccessKeys>(std::move(keys));
     std::lock_guard lk(mu_);
     keys_ = std::move(p);
 }
 
+std::optional<SigV4Failure> SigV4Verifier::precheck(const HttpHeaders& headers) const {
+    std::optional<AuthHeader> auth;
+    const AccessKey* key = nullptr;
+    auto keys = current_keys();
+    SigV4Result r = check_header(headers, *keys, auth, key);
+    if (!key) return r.failure;
+    return std::nullopt;
+}
+
 SigV4Result SigV4Verifier::verify(const HttpRequest& req, std::time_t now) const {
-    auto auth_value = req.headers.get("authorization");
-    if (!auth_value) return fail("MissingAuthenticationTokenException", "Missing Authentication Token");
-    auto auth = parse_authorization(*auth_value);
-    if (!auth)
-        return fail("IncompleteSignatureException",
-                    "Authorization header requires 'Credential', 'Signature' and 'SignedHeaders' "
-                    "parameters (AWS4-HMAC-SHA256).");
-    if (auto problem = signed_headers_problem(*auth)) return fail("IncompleteSignatureException", *problem);
-    std::shared_ptr<const AccessKeys> keys;
-    {
-        std::lock_guard lk(mu_);
-        keys = keys_;
-    }
-    auto key = keys->find(auth->access_key);
-    if (key == keys->end())
-        return fail("UnrecognizedClientException", "The security token included in the request is invalid.");
+    std::optional<AuthHeader> auth;
+    const AccessKey* key = nullptr;
+    auto keys = current_keys();
+    if (SigV4Result r = check_header(req.headers, *keys, auth, key); !key) return r;
     if (auth->service != service_ || auth->terminator != "aws4_request")
         return fail("InvalidSignatureException",
                     "Credential should be scoped to correct service: '" + service_ + "'.");
@@ -271,14 +293,14 @@ SigV4Result SigV4Verifier::verify(const HttpRequest& req, std::time_t now) const
     std::string sts = sigv4::string_to_sign(amz_date, sigv4::scope(auth->date8, auth->region, auth->service),
                                             canonical);
     std::string expect =
-        sigv4::signature(sigv4::signing_key(key->second.secret, auth->date8, auth->region, auth->service), sts);
+        sigv4::signature(sigv4::signing_key(key->secret, auth->date8, auth->region, auth->service), sts);
     if (!sigv4::signatures_equal(expect, lower(auth->signature)))
         return fail("InvalidSignatureException",
                     "The request signature we calculated does not match the signature you provided. "
                     "Check your AWS Secret Access Key and signing method. Consult the service "
                     "documentation for details.");
     SigV4Result ok;
-    ok.identity = SigV4Identity{auth->access_key, key->second.tenant, auth->region};
+    ok.identity = SigV4Identity{auth->access_key, key->tenant, auth->region};
     return ok;
 }
 

@@ -78,7 +78,14 @@ public:
 
     SigV4Result verify(const HttpRequest& req, std::time_t now) const;
 
+    // The checks verify() makes from the header alone, up to and including "access
+    // key known": the failure, or nothing when the body is worth reading.  For
+    // refusing a request before its body arrives (routerd's HttpHeadCheck).
+    std::optional<SigV4Failure> precheck(const HttpHeaders& headers) const;
+
 private:
+    std::shared_ptr<const AccessKeys> current_keys() const;
+
     std::string service_;
     std::chrono::seconds max_skew_;
     mutable std::mutex mu_;

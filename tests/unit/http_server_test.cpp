@@ -2,6 +2,7 @@
 // bytes on the wire are what is checked.
 #include <doctest/doctest.h>
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -67,8 +68,15 @@ public:
         REQUIRE(::connect(fd.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun) == 0);
         return Client(std::move(fd));
     }
-    static Client tcp(uint16_t port) {
+    // `from`: the loopback address to connect from (127.0.0.0/8 is all loopback).
+    static Client tcp(uint16_t port, const char* from = nullptr) {
         UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        if (from) {
+            sockaddr_in src{};
+            src.sin_family = AF_INET;
+            REQUIRE(::inet_pton(AF_INET, from, &src.sin_addr) == 1);
+            REQUIRE(::bind(fd.get(), reinterpret_cast<sockaddr*>(&src), sizeof src) == 0);
+        }
         sockaddr_in in{};
         in.sin_family = AF_INET;
         in.sin_port = htons(port);
@@ -607,6 +615,82 @@ TEST_CASE("HttpServer closes connections beyond max_connections") {
     }
     REQUIRE(r);
     CHECK(r->status == 200);
+}
+
+TEST_CASE("HttpServer closes connections beyond max_connections_per_client, per client address") {
+    HttpServerOptions opts;
+    opts.max_connections = 10;
+    opts.max_connections_per_client = 2;
+    HttpServer server("127.0.0.1:0", echo, opts);
+    server.start();
+    Client a = Client::tcp(server.port(), "127.0.0.1"), b = Client::tcp(server.port(), "127.0.0.1");
+    for (Client* c : {&a, &b}) {
+        c->send(get("/held"));
+        REQUIRE(c->read_response());
+    }
+    Client third = Client::tcp(server.port(), "127.0.0.1");
+    CHECK(third.closed_within(2000ms));
+    // Another client is still served while the first holds its share.
+    Client other = Client::tcp(server.port(), "127.0.0.2");
+    other.send(get("/other"));
+    auto r = other.read_response();
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    // Once one of the first client's closes, it may open another.
+    { Client gone = std::move(a); }
+    r.reset();
+    for (int i = 0; i < 50 && !r; ++i) {
+        Client again = Client::tcp(server.port(), "127.0.0.1");
+        again.send_ignoring_errors(get("/again"));
+        r = again.read_response(false, 200ms);
+    }
+    REQUIRE(r);
+    CHECK(r->status == 200);
+}
+
+TEST_CASE("HttpServer: a head check refuses a request before its body is sent") {
+    HttpServerOptions opts;
+    opts.max_body_bytes = 16 << 20;
+    int checked = 0;
+    opts.head_check = [&checked](const HttpRequest& head, std::optional<uint64_t> length) -> std::optional<HttpResponse> {
+        ++checked;
+        CHECK(head.body.empty());
+        if (head.headers.get("X-Key").value_or("") != "good")
+            return HttpResponse::json(403, "{\"error\": \"unknown key\"}");
+        if (length && *length > 1000) return HttpResponse::json(413, "{\"error\": \"too large\"}");
+        return std::nullopt;
+    };
+    HttpServer server("127.0.0.1:0", echo, opts);
+    server.start();
+    auto head = [](const char* key, size_t length) {
+        return "PUT /x HTTP/1.1\r\nHost: x\r\nX-Key: " + std::string(key) +
+               "\r\nContent-Length: " + std::to_string(length) + "\r\n\r\n";
+    };
+    SUBCASE("an unknown key: answered with only the header sent") {
+        Client c = Client::tcp(server.port());
+        c.send(head("bad", 8 << 20));
+        auto r = c.read_response(false, 2000ms);
+        REQUIRE(r);
+        CHECK(r->status == 403);
+        CHECK(r->headers["connection"] == "close");
+        CHECK(c.closed_within(3000ms));
+    }
+    SUBCASE("a declared length past the check's limit: answered with only the header sent") {
+        Client c = Client::tcp(server.port());
+        c.send(head("good", 4000));
+        auto r = c.read_response(false, 2000ms);
+        REQUIRE(r);
+        CHECK(r->status == 413);
+    }
+    SUBCASE("an accepted request reads its body and reaches the handler") {
+        Client c = Client::tcp(server.port());
+        c.send(head("good", 5) + "hello");
+        auto r = c.read_response();
+        REQUIRE(r);
+        CHECK(r->status == 200);
+        CHECK(r->body == "hello");
+        CHECK(checked == 1);
+    }
 }
 
 TEST_CASE("HttpServer's sockets are close-on-exec") {

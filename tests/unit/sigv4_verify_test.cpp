@@ -2,6 +2,8 @@
 // captured once with a fixed date, requests signed with http/sigv4, and every failure.
 #include <doctest/doctest.h>
 
+#include <cstring>
+
 #include <chrono>
 #include <memory>
 
@@ -245,4 +247,26 @@ TEST_CASE("sigv4_verify: repeated SignedHeaders x duplicate headers is rejected 
     took = std::chrono::steady_clock::now() - t0;
     CHECK(res.failure.code == "InvalidSignatureException");
     CHECK(took < kLinearBound);
+}
+
+TEST_CASE("sigv4_verify: precheck refuses from the header alone what verify would, up to the key") {
+    auto vp = make_verifier();
+    HttpRequest r = cli_invoke();
+    CHECK_FALSE(vp->precheck(r.headers));  // a known key: the body is worth reading
+    r.body = "tampered";                    // the precheck does not look at the body
+    CHECK_FALSE(vp->precheck(r.headers));
+    HttpHeaders unknown = r.headers;
+    auto auth = *unknown.get("Authorization");
+    auth.replace(auth.find(kKey), std::strlen(kKey), "AKIDNOBODY000000");
+    unknown.set("Authorization", auth);
+    auto f = vp->precheck(unknown);
+    REQUIRE(f);
+    CHECK(f->code == "UnrecognizedClientException");
+    HttpHeaders none;
+    REQUIRE(vp->precheck(none));
+    CHECK(vp->precheck(none)->code == "MissingAuthenticationTokenException");
+    HttpHeaders bad;
+    bad.add("Authorization", "AWS4-HMAC-SHA256 nonsense");
+    REQUIRE(vp->precheck(bad));
+    CHECK(vp->precheck(bad)->code == "IncompleteSignatureException");
 }
