@@ -5,6 +5,7 @@
 // pending when routerd stopped run again when it starts.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -27,17 +28,21 @@ public:
     using Deliver = std::function<Delivery(const QueuedEvent&)>;
 
     // `queue_dir`: EventQueue's (empty: in memory).  Events pending in it start at
-    // once.  `workers` and `metrics` must outlive the retrier.
+    // once.  At most `max_pending` events are accepted and not yet finished (events
+    // replayed at start count, and may exceed it).  `workers` and `metrics` must
+    // outlive the retrier.
     EventRetrier(const std::string& queue_dir, std::chrono::milliseconds retry_delay, WorkerPool& workers,
-                 RouterMetrics& metrics, Deliver deliver);
+                 RouterMetrics& metrics, Deliver deliver, size_t max_pending = 10000);
     ~EventRetrier();
     EventRetrier(const EventRetrier&) = delete;
     EventRetrier& operator=(const EventRetrier&) = delete;
 
     bool durable() const { return queue_.durable(); }
     // Appends `e` to the queue (fsync'ed: SysError when that fails, and the caller
-    // answers 500, not 202), then schedules it now.
-    void accept(const QueuedEvent& e);
+    // answers 500, not 202), then schedules it now.  False, and nothing queued, when
+    // max_pending events are pending (the caller answers 429).
+    bool accept(const QueuedEvent& e);
+    size_t pending() const { return pending_.load(); }
     // Joins the scheduling thread; scheduled events stay in the queue.  Idempotent.
     void stop();
 
@@ -51,12 +56,15 @@ private:
     void loop();
     // On a worker.
     void run(const Scheduled& s);
+    void finished(const std::string& id);
 
     EventQueue queue_;
     std::chrono::milliseconds retry_delay_;
     WorkerPool& workers_;
     RouterMetrics& metrics_;
     Deliver deliver_;
+    const size_t max_pending_;
+    std::atomic<size_t> pending_{0};  // accepted (or replayed), not yet done or dropped
 
     std::mutex mu_;
     std::condition_variable cv_;

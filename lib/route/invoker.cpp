@@ -159,6 +159,16 @@ Invocation Invoker::settle(const Function& f, const std::string& version, const 
         res.body = to_text(body);
         break;
     }
+    case GuestAnswer::kTooLarge:
+        // Lambda's answer to a function whose response is past the limit.  The
+        // connection it came on is closed, the sandbox kept.
+        metrics_.function_errors++;
+        outcome = "error";
+        res.kind = InvokeResult::kFunctionError;
+        res.body = to_text(json{{"errorMessage", "Response payload size exceeded maximum allowed payload size (" +
+                                                     std::to_string(kMaxAnswerBytes) + " bytes)."},
+                                {"errorType", "Function.ResponseSizeTooLarge"}});
+        break;
     case GuestAnswer::kTimeout: {
         metrics_.timeouts++;
         metrics_.function_errors++;

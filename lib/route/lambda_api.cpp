@@ -15,8 +15,6 @@ using json = nlohmann::json;
 
 namespace {
 
-constexpr size_t kSyncPayloadLimit = 6 * 1024 * 1024;  // 6291456, Lambda's
-constexpr size_t kEventPayloadLimit = 256 * 1024;
 const std::string kFunctionsPrefix = "/2015-03-31/functions";
 
 json function_config(const Function& f, const std::string& region, const std::string& version) {
@@ -34,6 +32,15 @@ json function_config(const Function& f, const std::string& region, const std::st
             {"PackageType", "Zip"},
             {"State", "Active"},
             {"Architectures", {"x86_64"}}};
+}
+
+HttpResponse too_large(size_t limit) {
+    return lambda_error(413, "RequestTooLargeException",
+                        "Request must be smaller than " + std::to_string(limit) + " bytes for the InvokeFunction operation");
+}
+
+size_t payload_limit(const HttpHeaders& headers) {
+    return headers.get("X-Amz-Invocation-Type").value_or("") == "Event" ? kEventPayloadLimit : kSyncPayloadLimit;
 }
 
 HttpResponse unknown_operation(const HttpRequest& req, const std::string& path) {
@@ -96,7 +103,7 @@ std::shared_ptr<const Registry> LambdaApi::registry() const {
 
 HttpResponse LambdaApi::error_response(int status, const std::string& message) {
     switch (status) {
-    case 413: return lambda_error(413, "RequestTooLargeException", "Request must be smaller than 6291456 bytes for the InvokeFunction operation");
+    case 413: return too_large(kSyncPayloadLimit);
     case 400: return lambda_error(400, "InvalidRequestContentException", message);
     case 431: return lambda_error(431, "RequestHeaderFieldsTooLarge", message);
     default: return lambda_error(status, status >= 500 ? "ServiceException" : "InvalidRequestContentException", message);
@@ -108,6 +115,23 @@ HttpResponse LambdaApi::list_functions(const SigV4Identity& who) const {
     for (const Function* f : registry()->of_tenant(who.tenant))
         list.push_back(function_config(*f, who.region, "$LATEST"));
     return HttpResponse::json(200, to_text(json{{"Functions", list}}));
+}
+
+std::optional<HttpResponse> LambdaApi::check_head(const HttpRequest& head,
+                                                  std::optional<uint64_t> content_length) const {
+    if (head.method == "GET" && head.path() == "/metrics") return std::nullopt;
+    if (auto failure = verifier_.precheck(head.headers)) {
+        metrics_.auth_failures++;
+        log_verbose("%s %s from %s: %s (before the body)", head.method.c_str(), head.target.c_str(), head.peer.c_str(),
+                    failure->code.c_str());
+        return lambda_error(failure->status, failure->code, failure->message);
+    }
+    size_t limit = payload_limit(head.headers);
+    if (content_length && *content_length > limit) {
+        metrics_.too_large++;
+        return too_large(limit);
+    }
+    return std::nullopt;
 }
 
 std::variant<HttpResponse, InvokeCall> LambdaApi::route(const HttpRequest& req) const {
@@ -163,12 +187,10 @@ std::variant<HttpResponse, InvokeCall> LambdaApi::invoke(const HttpRequest& req,
                             "1 validation error detected: Value '" + type +
                                 "' at 'invocationType' failed to satisfy constraint: Member must satisfy enum "
                                 "value set: [Event, RequestResponse, DryRun]");
-    size_t limit = type == "Event" ? kEventPayloadLimit : kSyncPayloadLimit;
+    size_t limit = payload_limit(req.headers);
     if (req.body.size() > limit) {
         metrics_.too_large++;
-        return lambda_error(413, "RequestTooLargeException",
-                            "Request must be smaller than " + std::to_string(limit) +
-                                " bytes for the InvokeFunction operation");
+        return too_large(limit);
     }
     if (type == "DryRun") {
         metrics_.invokes_dry_run++;

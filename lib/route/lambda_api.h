@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <variant>
 
@@ -17,6 +18,11 @@
 #include "route/router_metrics.h"
 
 namespace kindling::route {
+
+// Lambda's payload limits: a RequestResponse invoke's request and answer, and an
+// Event invoke's request.
+inline constexpr size_t kSyncPayloadLimit = 6 * 1024 * 1024;  // 6291456
+inline constexpr size_t kEventPayloadLimit = 256 * 1024;
 
 class LambdaApi {
 public:
@@ -30,6 +36,12 @@ public:
     // The answer to `req`, or the invoke it asks for (authenticated, function and
     // version resolved, payload within Lambda's limits).  Never blocks.
     std::variant<HttpResponse, InvokeCall> route(const HttpRequest& req) const;
+
+    // Before a request's body is read (HttpHeadCheck): the refusal of a request
+    // whose credentials are missing, malformed or of an unknown access key, or whose
+    // Content-Length is past the payload limit of its invocation type.  Nothing for
+    // GET /metrics.
+    std::optional<HttpResponse> check_head(const HttpRequest& head, std::optional<uint64_t> content_length) const;
 
     // The body of an error the HTTP server answers itself (400, 413, 431, 500...).
     static HttpResponse error_response(int status, const std::string& message);

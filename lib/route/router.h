@@ -18,6 +18,7 @@
 #include "route/io_thread_invoker.h"
 #include "route/lambda_api.h"
 #include "route/router_metrics.h"
+#include "route/tenant_limiter.h"
 #include "route/worker_pool.h"
 
 namespace kindling::route {
@@ -33,6 +34,11 @@ struct RouterOptions {
     unsigned lease_hold_ms = 100;          // keep a sandbox this long for the next invoke (0: off)
     unsigned event_retry_delay_ms = 1000;  // doubled for the second retry
     std::chrono::milliseconds request_timeout{30000};  // HttpServerOptions::request_timeout
+    size_t max_connections = 256;            // HttpServerOptions::max_connections
+    size_t max_connections_per_client = 64;  // per client IP
+    size_t max_queued_invokes = 1024;        // waiting for a worker; beyond: 429
+    size_t max_pending_events = 10000;       // Event invocations accepted, not finished; beyond: 429
+    size_t tenant_concurrency = 1000;        // running invocations per tenant; beyond: 429 (0: no limit)
 };
 
 class Router {
@@ -62,6 +68,9 @@ private:
     // Runs an invoke on a worker, answers `respond`, then gives the lease back to
     // assignd if it is not kept.
     void invoke_on_worker(InvokeCall call, HttpResponder respond);
+    // A slot for one more running invocation of the call's tenant, or null after
+    // counting the refusal.
+    std::shared_ptr<TenantLimiter::Slot> tenant_slot(const Function& f);
     // On a worker: queues an Event invocation (fsync'ed) and answers 202.
     HttpResponse accept_event(const InvokeCall& call, const std::string& request_id);
     // On a worker: runs a queued Event invocation.
@@ -70,6 +79,7 @@ private:
     RouterOptions opts_;
     RouterMetrics metrics_;
     LambdaApi api_;
+    TenantLimiter tenants_;
     WorkerPool workers_;
     Invoker invoker_;
     EventRetrier events_;

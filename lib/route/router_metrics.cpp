@@ -2,7 +2,7 @@
 
 namespace kindling::route {
 
-std::string RouterMetrics::text(size_t held_leases) const {
+std::string RouterMetrics::text(const Gauges& g) const {
     MetricsText m;
     const char* inv = "kindling_routerd_invocations_total";
     m.family(inv, "counter", "Invocations accepted, by invocation type.");
@@ -24,7 +24,14 @@ std::string RouterMetrics::text(size_t held_leases) const {
     m.sample(starts, warm_starts.load(), "start", "warm");
     m.counter("kindling_routerd_held_lease_hits_total", "Invocations on a lease routerd held (no assignd round trip).",
               held_lease_hits.load());
-    m.gauge("kindling_routerd_held_leases", "Leases held for the next invoke.", held_leases);
+    m.gauge("kindling_routerd_held_leases", "Leases held for the next invoke.", g.held_leases);
+    const char* rej = "kindling_routerd_rejections_total";
+    m.family(rej, "counter", "Requests answered 429 for routerd's own bounds, by bound.");
+    m.sample(rej, rejected_worker_queue.load(), "reason", "worker_queue");
+    m.sample(rej, rejected_event_queue.load(), "reason", "event_queue");
+    m.sample(rej, rejected_tenant.load(), "reason", "tenant_concurrency");
+    m.gauge("kindling_routerd_queued_invokes", "Invocations waiting for a worker.", g.queued_invokes);
+    m.gauge("kindling_routerd_pending_events", "Event invocations accepted and not yet finished.", g.pending_events);
     m.counter("kindling_routerd_event_retries_total", "Event invocations retried.", event_retries.load());
     m.counter("kindling_routerd_events_dropped_total", "Event invocations dropped (retries spent or function gone).",
               events_dropped.load());

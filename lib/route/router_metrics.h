@@ -23,11 +23,18 @@ struct RouterMetrics {
     std::atomic<uint64_t> cold_starts{0}, warm_starts{0};
     std::atomic<uint64_t> held_lease_hits{0};
     std::atomic<uint64_t> event_retries{0}, events_dropped{0};
+    // kindling_routerd_rejections_total{reason}: 429s for routerd's own bounds.
+    std::atomic<uint64_t> rejected_worker_queue{0}, rejected_event_queue{0}, rejected_tenant{0};
     // Seconds from a sync invoke's arrival (an event's start) to its settled answer.
     Histogram invoke_seconds{{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10}};
 
-    // The /metrics page; `held_leases` is the lease cache's gauge.
-    std::string text(size_t held_leases) const;
+    struct Gauges {
+        size_t held_leases = 0;     // the lease cache's
+        size_t queued_invokes = 0;  // waiting for a worker
+        size_t pending_events = 0;  // Event invocations accepted, not finished
+    };
+    // The /metrics page.
+    std::string text(const Gauges& g) const;
 };
 
 }  // namespace kindling::route

@@ -137,9 +137,15 @@ AnswerParser::State AnswerParser::feed(const char* data, size_t n) {
         } catch (const std::exception&) {
             kind = "?";
         }
-        if ((kind != "OK" && kind != "ERR") || len > (64u << 20)) {
+        if (kind != "OK" && kind != "ERR") {
             why_ = "bad answer line from the sandbox";
             return state_ = kBad;
+        }
+        if (len > kMaxAnswerBytes) {
+            kind_ = GuestAnswer::kTooLarge;
+            buf_.clear();
+            buf_.shrink_to_fit();
+            return state_ = kDone;
         }
         kind_ = kind == "OK" ? GuestAnswer::kOk : GuestAnswer::kErr;
         need_ = len;

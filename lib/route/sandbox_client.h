@@ -18,13 +18,20 @@ class FdWatch;
 
 namespace kindling::route {
 
+// The largest answer a sandbox may give: Lambda's response payload limit, as its
+// Function.ResponseSizeTooLarge error states it (6 MB, counted as 6291556 bytes).
+inline constexpr size_t kMaxAnswerBytes = 6291556;
+
 struct GuestAnswer {
-    enum Kind { kOk, kErr, kTimeout, kBroken } kind = kBroken;
+    // kTooLarge: the answer line announced more than kMaxAnswerBytes (none of it read).
+    enum Kind { kOk, kErr, kTimeout, kBroken, kTooLarge } kind = kBroken;
     std::string body;  // payload, error text, or what broke
 };
 
 // One answer of the nano invoke protocol, fed as bytes arrive: "OK <n>\n" or
-// "ERR <n>\n", then n bytes.
+// "ERR <n>\n", then n bytes.  An answer line announcing more than kMaxAnswerBytes
+// is done at once (kTooLarge): its bytes are never buffered, and the caller closes
+// the connection.
 class AnswerParser {
 public:
     enum State { kMore, kDone, kBad };

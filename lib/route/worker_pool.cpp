@@ -7,7 +7,7 @@
 
 namespace kindling::route {
 
-WorkerPool::WorkerPool(unsigned threads) {
+WorkerPool::WorkerPool(unsigned threads, size_t max_queued) : max_queued_(max_queued) {
     for (unsigned i = 0; i < std::max(1u, threads); ++i) threads_.emplace_back([this] { loop(); });
 }
 
@@ -31,6 +31,22 @@ void WorkerPool::submit(std::function<void()> job) {
         jobs_.push_back(std::move(job));
     }
     cv_.notify_one();
+}
+
+bool WorkerPool::try_submit(std::function<void()> job) {
+    {
+        std::lock_guard lk(mu_);
+        if (stopping_) return true;  // dropped, as submit() drops it
+        if (jobs_.size() >= max_queued_) return false;
+        jobs_.push_back(std::move(job));
+    }
+    cv_.notify_one();
+    return true;
+}
+
+size_t WorkerPool::queued() {
+    std::lock_guard lk(mu_);
+    return jobs_.size();
 }
 
 void WorkerPool::loop() {

@@ -38,6 +38,23 @@ int main(int argc, char** argv) {
                        "Time a client gets to send a whole request (also the keep-alive idle limit)")
             ->capture_default_str()
             ->check(CLI::Range(100u, 3600000u));
+        app.add_option("--max-connections", o.max_connections, "Open client connections (beyond: closed at once)")
+            ->capture_default_str()
+            ->check(CLI::Range(size_t{1}, size_t{65536}));
+        app.add_option("--max-connections-per-client", o.max_connections_per_client,
+                       "Open connections from one client IP address (0: no limit)")
+            ->capture_default_str();
+        app.add_option("--max-queued-invokes", o.max_queued_invokes,
+                       "Invocations waiting for a worker (beyond: 429 TooManyRequestsException)")
+            ->capture_default_str()
+            ->check(CLI::Range(size_t{1}, size_t{1} << 20));
+        app.add_option("--max-pending-events", o.max_pending_events,
+                       "Event invocations accepted and not finished (beyond: 429 TooManyRequestsException)")
+            ->capture_default_str()
+            ->check(CLI::Range(size_t{1}, size_t{1} << 24));
+        app.add_option("--tenant-concurrency", o.tenant_concurrency,
+                       "Running invocations per tenant (beyond: 429 TooManyRequestsException; 0: no limit)")
+            ->capture_default_str();
         app.add_option("--event-retry-delay-ms", o.event_retry_delay_ms, "Delay before the first Event retry (doubled for the second)")
             ->capture_default_str();
         if (int rc = parse_cli(app, argc, argv); rc >= 0) return rc;
