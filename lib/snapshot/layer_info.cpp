@@ -170,6 +170,9 @@ LayerInfo decode_layer_json(const std::string& file, const std::string& text) {
                        r.boolean(drives[i], "is_root_device", f + ".is_root_device"),
                        r.boolean(drives[i], "is_read_only", f + ".is_read_only")};
         if (dc.path_on_host.empty()) r.fail(f + ".path_on_host", "empty");
+        // A snapshot names no host file: its drives are files of its layers.
+        if (dc.path_on_host[0] == '/')
+            r.fail(f + ".path_on_host", "\"" + dc.path_on_host + "\" is absolute: a layer's drives are files inside its directory or its parents'");
         // Optional: layers written before copy-on-write drives existed lack it.
         if (drives[i].contains("copy_on_write")) dc.copy_on_write = r.boolean(drives[i], "copy_on_write", f + ".copy_on_write");
         if (dc.copy_on_write && dc.is_read_only) r.fail(f + ".copy_on_write", "a read-only drive cannot also be copy-on-write");
@@ -186,6 +189,7 @@ LayerInfo decode_layer_json(const std::string& file, const std::string& text) {
     if (!p.is_null()) {
         l.parent = ParentRef{r.str(p, "path", "parent.path"), r.str(p, "id", "parent.id")};
         if (l.parent->path.empty()) r.fail("parent.path", "empty");
+        if (l.parent->path[0] == '/') r.fail("parent.path", "\"" + l.parent->path + "\" is absolute: a parent layer is named relative to its child");
         if (!valid_id(l.parent->id)) r.fail("parent.id", "\"" + l.parent->id + "\" is not 32 lowercase hex digits");
     }
     if (l.kind == LayerKind::kDiff && !l.parent) r.fail("parent", "a diff layer needs a parent");
@@ -208,8 +212,7 @@ LayerInfo decode_layer_json(const std::string& file, const std::string& text) {
 LayerInfo read_layer_info(const std::string& dir) {
     const std::string json_path = dir + "/snapshot.json";
     LayerInfo l = decode_layer_json(json_path, read_file(json_path));
-    for (auto& d : l.config.drives)
-        if (d.path_on_host[0] != '/') d.path_on_host = dir + "/" + d.path_on_host;
+    for (auto& d : l.config.drives) d.path_on_host = dir + "/" + d.path_on_host;
     Stat vs = stat_file(dir + "/vmstate");
     if (!vs.exists) throw DataError(dir + "/vmstate is missing");
     if (vs.size != l.vmstate.size)
@@ -240,6 +243,39 @@ std::vector<uint8_t> read_layer_file(const std::string& path, const FileSummary&
 void check_layer_crc(const std::string& path, uint32_t expected, uint32_t actual) {
     if (actual != expected)
         throw DataError(path + ": CRC32C mismatch (snapshot.json " + hex32(expected) + ", file " + hex32(actual) + ")");
+}
+
+namespace {
+
+std::filesystem::path resolved(const std::string& path) {
+    std::error_code ec;
+    std::filesystem::path abs = std::filesystem::absolute(path, ec);
+    std::filesystem::path c = ec ? abs : std::filesystem::weakly_canonical(abs, ec);
+    return ec ? abs.lexically_normal() : c;
+}
+
+}  // namespace
+
+std::string layer_scope(const std::string& dir) {
+    std::filesystem::path d = resolved(dir);
+    return (d.has_filename() ? d.parent_path() : d.parent_path().parent_path()).string();
+}
+
+bool in_layer_scope(const std::string& scope, const std::string& path) {
+    std::filesystem::path s(scope), p = resolved(path);
+    auto si = s.begin(), pi = p.begin();
+    for (; si != s.end(); ++si, ++pi) {
+        if (si->empty()) continue;  // a trailing separator
+        if (pi == p.end() || *si != *pi) return false;
+    }
+    return true;
+}
+
+std::string layer_reference(const std::string& dir, const std::string& path, const std::string& what) {
+    if (!in_layer_scope(layer_scope(dir), path))
+        throw UsageError("snapshot: " + what + " " + path + " is outside " + layer_scope(dir) +
+                         ": a layer may only reference files beside it or below (a restore would refuse it)");
+    return resolved(path).lexically_relative(resolved(dir)).string();
 }
 
 }  // namespace kindling

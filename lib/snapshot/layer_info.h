@@ -70,6 +70,19 @@ LayerInfo decode_layer_json(const std::string& file, const std::string& text);
 // prefixed with "DIR/" (files the layer holds itself, e.g. snap-make's overlay).
 LayerInfo read_layer_info(const std::string& dir);
 
+// What a layer's snapshot.json may reference (its parent layer, its drives): only
+// files in the directory that holds the layer -- its siblings and what lies below --
+// so a snapshot directory is never a capability for other host files.  Paths are
+// stored relative to the layer and resolved through symlinks before the check.
+//
+// The scope of layer `dir`: its parent directory, resolved.
+std::string layer_scope(const std::string& dir);
+// Whether `path`, resolved, lies in `scope` (a layer_scope()).
+bool in_layer_scope(const std::string& scope, const std::string& path);
+// `path` as layer `dir` stores it: relative to `dir`.  Throws UsageError naming
+// `what` if it lies outside dir's scope (a restore would refuse it).
+std::string layer_reference(const std::string& dir, const std::string& path, const std::string& what);
+
 // Reads the file at `path` whole and checks it against its snapshot.json summary.
 // DataError naming the path on a size or CRC32C mismatch.
 std::vector<uint8_t> read_layer_file(const std::string& path, const FileSummary& expected);

@@ -23,9 +23,10 @@ namespace {
 constexpr uint64_t kPage = kSnapshotPageSize;
 
 // The parent's directory as the kernel resolves it (symlinks and ".." physically),
-// which is also how write_diff_layer computed the relative path.
+// which is also how write_diff_layer computed the relative path.  (decode_layer_json
+// refuses absolute ones.)
 std::string resolve_parent(const std::string& dir, const std::string& stored) {
-    fs::path p = !stored.empty() && stored[0] == '/' ? fs::path(stored) : fs::path(dir) / stored;
+    fs::path p = fs::path(dir) / stored;
     std::error_code ec;
     fs::path c = fs::weakly_canonical(p, ec);
     return ec ? p.lexically_normal().string() : c.string();
@@ -39,6 +40,7 @@ LayerStack LayerStack::open(const std::string& top_dir) {
     std::string dir = top_dir;
     while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
     std::vector<std::vector<uint64_t>> bitmaps;
+    const std::string scope = layer_scope(dir);
     for (;;) {
         LayerInfo info;
         if (st.layers_.empty()) {
@@ -60,6 +62,10 @@ LayerStack LayerStack::open(const std::string& top_dir) {
                 throw DataError(where + " describes a different machine (" + std::to_string(b.mem_size_mib) + " MiB, " +
                                 std::to_string(b.vcpu_count) + " vCPUs, " + machine_kind_name(b.machine_kind) + ")");
         }
+        for (const DriveConfig& d : info.config.drives)
+            if (!in_layer_scope(scope, d.path_on_host))
+                throw DataError(dir + "/snapshot.json: drive " + d.drive_id + " (" + d.path_on_host + ") is outside " + scope +
+                                ": a layer's drives are files beside it or below");
         if (!ids.insert(info.id).second) throw DataError(dir + "/snapshot.json: layer " + info.id + " appears twice in its own stack");
         if (st.layers_.size() == kMaxLayerDepth)
             throw DataError(top_dir + ": more than " + std::to_string(kMaxLayerDepth) + " layers");
@@ -67,7 +73,11 @@ LayerStack LayerStack::open(const std::string& top_dir) {
         bitmaps.push_back(info.kind == LayerKind::kDiff ? read_page_bitmap(dir, info) : std::vector<uint64_t>{});
         st.layers_.push_back(std::move(layer));
         if (info.kind == LayerKind::kFull) break;
-        dir = resolve_parent(dir, info.parent->path);
+        std::string parent = resolve_parent(dir, info.parent->path);
+        if (!in_layer_scope(scope, parent))
+            throw DataError(dir + "/snapshot.json: parent.path " + info.parent->path + " leads to " + parent + ", outside " +
+                            scope + ": a layer's parents are beside it or below");
+        dir = parent;
     }
 
     // Bottom-up: each layer overrides the pages it holds; within them, its holes are zero.

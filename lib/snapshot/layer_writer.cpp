@@ -247,6 +247,7 @@ LayerInfo write_full_layer(const std::string& dir, const LayerConfig& cfg, std::
     info.id = random_id();
     info.kind = LayerKind::kFull;
     info.config = cfg;
+    for (DriveConfig& d : info.config.drives) d.path_on_host = layer_reference(dir, d.path_on_host, "drive " + d.drive_id);
     return write_layer(dir, std::move(info), vmstate, std::nullopt, opts, [&](MemWriter& w) {
         for (const RegionPages& rp : region_pages(mem, opts.scan))
             for (uint64_t i = 0; i < rp.pages; ++i) scan_page(rp, i, w);
@@ -275,14 +276,9 @@ LayerInfo write_diff_layer(const std::string& dir, const LayerConfig& cfg, const
     info.id = random_id();
     info.kind = LayerKind::kDiff;
     info.config = cfg;
-    // Stored relative to the new layer, so a tree of layers can move as a whole.  Both
-    // sides are resolved through symlinks first, as the kernel will resolve them.
-    std::error_code ec;
-    fs::path self = fs::weakly_canonical(fs::absolute(dir), ec);
-    fs::path base = ec ? fs::path() : fs::weakly_canonical(fs::absolute(parent_dir), ec);
-    fs::path rel = ec ? fs::path() : base.lexically_relative(self);
-    std::string stored = rel.empty() ? fs::absolute(parent_dir).lexically_normal().string() : rel.string();
-    info.parent = ParentRef{stored, parent.id};
+    for (DriveConfig& d : info.config.drives) d.path_on_host = layer_reference(dir, d.path_on_host, "drive " + d.drive_id);
+    // Relative to the new layer, so a tree of layers can move as a whole.
+    info.parent = ParentRef{layer_reference(dir, parent_dir, "parent layer"), parent.id};
 
     std::vector<uint64_t> bits(dirty.begin(), dirty.end());
     return write_layer(dir, std::move(info), vmstate, bits, opts, [&](MemWriter& w) {

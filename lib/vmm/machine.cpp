@@ -149,9 +149,7 @@ void Machine::set_boot_source(const BootSource& b) {
     config_.boot = b;
 }
 
-void Machine::set_machine_config(const MachineConfig& m) {
-    std::lock_guard lk(mu_);
-    if (state_ != VmState::kNotStarted) throw UsageError("the machine config cannot change after the VM started");
+void Machine::check_machine_config(const MachineConfig& m) {
     if (m.vcpu_count < 1 || m.vcpu_count > 32) throw ConfigError("vcpu_count must be between 1 and 32");
     if (m.mem_size_mib < 1) throw ConfigError("mem_size_mib must be at least 1");
     // Guest memory is MAP_NORESERVE, so mmap would happily promise more than the
@@ -163,6 +161,12 @@ void Machine::set_machine_config(const MachineConfig& m) {
             throw ConfigError("memory of " + std::to_string(m.mem_size_mib) + " MiB is more than this host has (" +
                               std::to_string(host_mib) + " MiB)");
     }
+}
+
+void Machine::set_machine_config(const MachineConfig& m) {
+    std::lock_guard lk(mu_);
+    if (state_ != VmState::kNotStarted) throw UsageError("the machine config cannot change after the VM started");
+    check_machine_config(m);
     config_.machine = m;
 }
 

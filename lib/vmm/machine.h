@@ -100,6 +100,8 @@ public:
 private:
     friend class NanoPorts;
 
+    // The checks a boot and a restore both make: vCPU count, memory the host has.
+    static void check_machine_config(const MachineConfig& m);
     void build();
     // Starts the vCPU threads (and the device thread for linux guests) in `state`.
     void launch(VmState state);

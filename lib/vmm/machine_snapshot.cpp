@@ -120,8 +120,19 @@ void Machine::restore(const RestoreRequest& req) {
     // Validate the whole layer stack and the vmstate before touching KVM: a bad
     // snapshot fails with a clear error and no VM.
     LayerStack stack = LayerStack::open(req.dir);
-    MachineState ms = stack.read_vmstate();
     const LayerInfo& top = stack.top();
+    {
+        // What a boot checks: vCPUs, memory the host has.
+        MachineConfig want;
+        want.vcpu_count = top.config.vcpu_count;
+        want.mem_size_mib = top.config.mem_size_mib;
+        try {
+            check_machine_config(want);
+        } catch (const ConfigError& e) {
+            throw ConfigError(req.dir + ": " + e.what());
+        }
+    }
+    MachineState ms = stack.read_vmstate();
     nano_ = ms.kind == MachineKind::kNano;
     {
         std::lock_guard lk(mu_);
@@ -133,6 +144,10 @@ void Machine::restore(const RestoreRequest& req) {
         if (req.vsock_uds_path) {
             if (!config_.vsock) throw ConfigError(req.dir + ": the snapshot has no vsock device to override");
             config_.vsock->uds_path = *req.vsock_uds_path;
+        } else if (config_.vsock) {
+            // A snapshot names no host path the VMM would bind (or replace).
+            throw UsageError(req.dir + ": the snapshot has a vsock device: give its host socket (--vsock PATH, or "
+                             "vsock_uds_path in PUT /snapshot/load); the path recorded in the snapshot is not used");
         }
         config_.boot = BootSource{};
     }

@@ -1,6 +1,7 @@
 # A broken snapshot is refused before any VM starts: corrupt, truncated,
 # wrong-version or wrong-CRC vmstate, a mem file shorter than the machine, a
-# missing file -> exit 65/66, one line naming the file, no socket left behind.
+# missing file -> exit 65/66, one line naming the file, no socket left behind; a
+# snapshot.json that names host files is refused the same way.
 . "$(dirname "$0")/../lib.sh"
 need_kvm
 "$BIN/snap-make" --nano "$GUEST/hello.elf" --mem 32 --out "$T/good" >/dev/null || fail "snap-make"
@@ -41,6 +42,33 @@ copy nojson; rm "$T/nojson/snapshot.json"
 broken nojson 66 "nojson/snapshot.json"
 
 broken missing 66 "missing"
+
+# A snapshot is no capability for host files (issue 13, finding 3): snapshot.json
+# naming a host file as a drive, a parent layer by an absolute path or one outside
+# the layer's directory, or too much memory for this host, is refused; the vsock
+# socket comes from --vsock, never from the snapshot.
+edit() {  # NAME PYTHON-STATEMENT on j
+    copy "$1"
+    python3 - "$T/$1/snapshot.json" "$2" <<'PY'
+import json, sys
+p = sys.argv[1]
+j = json.load(open(p))
+exec(sys.argv[2])
+json.dump(j, open(p, "w"))
+PY
+}
+edit hostdrive 'j["devices"]["drives"] = [{"drive_id": "d", "path_on_host": "/etc/shadow", "is_root_device": False, "is_read_only": True}]'
+broken hostdrive 65 "path_on_host.*is absolute"
+edit escapedrive 'j["devices"]["drives"] = [{"drive_id": "d", "path_on_host": "../../../../../../etc/shadow", "is_root_device": False, "is_read_only": False}]'
+broken escapedrive 65 "drive d .* is outside"
+edit hostparent 'j["kind"] = "diff"; j["parent"] = {"path": "/", "id": "0" * 32}'
+broken hostparent 65 "parent.path.*is absolute"
+edit bigmem 'j["machine"]["mem_size_mib"] = 1 << 22; j["files"]["mem"]["size"] = 1 << 42'
+truncate -s 4T "$T/bigmem/mem"
+broken bigmem 78 "more than this host has"
+"$BIN/fc-launch" --restore "$T/good" >"$T/out" 2>"$T/err"
+assert_eq "$?" 64 "restore without --vsock: exit status"
+assert_contains "$(cat "$T/err")" "give its host socket (--vsock PATH" "restore without --vsock"
 
 # The good snapshot still restores.
 "$BIN/fc-launch" --restore "$T/good" --vsock "$T/good.sock" >/dev/null 2>"$T/err" &

@@ -44,7 +44,6 @@ LayerConfig config(uint64_t mib, std::vector<std::string> tags = {}) {
     c.vcpu_count = 1;
     c.mem_size_mib = mib;
     c.vsock = VsockConfig{3, "/tmp/v.sock"};
-    c.drives.push_back({"rootfs", "/img/root.ext4", true, false});
     c.tags = std::move(tags);
     return c;
 }
@@ -107,7 +106,9 @@ TEST_CASE("snapshot_dir: full layer round trip, sparse mem") {
     mem.base()[3000 * kPage + 4095] = 1;  // a page non-zero only in its last byte
     const std::string dir = t.path + "/snap";
     auto vs = vmstate_for(mem.size(), 5);
-    LayerInfo w = write_full_layer(dir, config(16, {"base"}), vs, mem);
+    LayerConfig c = config(16, {"base"});
+    c.drives.push_back({"rootfs", t.path + "/root.ext4", true, false});  // beside the layer
+    LayerInfo w = write_full_layer(dir, c, vs, mem);
     CHECK(w.kind == LayerKind::kFull);
     CHECK(w.mem_data_bytes == 7 * kPage);
     CHECK(!fs::exists(dir + ".tmp"));
@@ -124,7 +125,8 @@ TEST_CASE("snapshot_dir: full layer round trip, sparse mem") {
     CHECK(r.config.vsock->guest_cid == 3);
     CHECK(r.config.vsock->uds_path == "/tmp/v.sock");
     REQUIRE(r.config.drives.size() == 1);
-    CHECK(r.config.drives[0].path_on_host == "/img/root.ext4");
+    CHECK(r.config.drives[0].path_on_host == dir + "/../root.ext4");
+    CHECK(decode_layer_json("x", read_file(dir + "/snapshot.json")).config.drives[0].path_on_host == "../root.ext4");
     CHECK(r.config.drives[0].is_root_device);
     CHECK(r.mem.crc32c == w.mem.crc32c);
     CHECK(r.vmstate.size == vs.size());
@@ -378,4 +380,43 @@ TEST_CASE("snapshot_dir: the mincore skip stores the same image as reading every
     CHECK(b.mem_data_bytes == a.mem_data_bytes);
     CHECK(b.mem_data_bytes == (pages + 99) / 100 * kPage);
     CHECK(equals_memory(stacked(t.path + "/b"), mem));
+}
+
+TEST_CASE("snapshot_dir: a layer references no host file outside the directory holding it") {
+    TempDir t;
+    GuestMemory mem(1 * kMiB);
+    const std::string base = t.path + "/fn/base", top = t.path + "/fn/top";
+    fs::create_directories(t.path + "/fn");
+    // Writing: a drive or a parent outside the layer's directory is refused at once.
+    LayerConfig c = config(1);
+    c.drives.push_back({"rootfs", "/etc/passwd", true, false});
+    CHECK_THROWS_AS(write_full_layer(base, c, vmstate_for(mem.size(), 1), mem), UsageError);
+    CHECK_FALSE(fs::exists(base));
+    write_full_layer(base, config(1), vmstate_for(mem.size(), 1), mem);
+    std::vector<uint64_t> dirty((mem.size() / kPage + 63) / 64);
+    CHECK_THROWS_AS(write_diff_layer(t.path + "/elsewhere/top", config(1), base, vmstate_for(mem.size(), 2), mem, dirty), UsageError);
+    write_diff_layer(top, config(1), base, vmstate_for(mem.size(), 2), mem, dirty);
+    CHECK(LayerStack::open(top).layers().size() == 2);
+
+    // Reading: snapshot.json edited to point elsewhere.
+    auto edit = [&](const std::string& dir, auto f) {
+        auto j = nlohmann::json::parse(read_file(dir + "/snapshot.json"));
+        f(j);
+        write_file_atomic(dir + "/snapshot.json", j.dump());
+    };
+    const std::string good = read_file(top + "/snapshot.json");
+    edit(top, [](auto& j) { j["devices"]["drives"] = {{{"drive_id", "d"}, {"path_on_host", "/etc/shadow"},
+                                                       {"is_root_device", false}, {"is_read_only", true}}}; });
+    CHECK_THROWS_WITH_AS(LayerStack::open(top), doctest::Contains("is absolute"), DataError);
+    edit(top, [](auto& j) { j["devices"]["drives"] = {{{"drive_id", "d"}, {"path_on_host", "../../../../../etc/shadow"},
+                                                       {"is_root_device", false}, {"is_read_only", true}}}; });
+    CHECK_THROWS_WITH_AS(LayerStack::open(top), doctest::Contains("is outside"), DataError);
+    write_file_atomic(top + "/snapshot.json", good);
+    edit(top, [&](auto& j) { j["parent"]["path"] = fs::absolute(base).string(); });
+    CHECK_THROWS_WITH_AS(LayerStack::open(top), doctest::Contains("parent.path"), DataError);
+    // A symlink beside the layer that leads out is resolved before the check.
+    fs::create_directory_symlink("/", t.path + "/fn/out");
+    write_file_atomic(top + "/snapshot.json", good);
+    edit(top, [](auto& j) { j["parent"]["path"] = "../out/tmp"; });
+    CHECK_THROWS_WITH_AS(LayerStack::open(top), doctest::Contains("outside"), DataError);
 }

@@ -355,18 +355,18 @@ TEST_CASE("virtio-blk copy-on-write: a read-only drive stays read-only") {
     CHECK(f.write(0, std::string(512, 'x')) == kIoErr);
 }
 
-TEST_CASE("virtio-blk copy-on-write: snapshot.json records the mode; a relative path names a file of the layer") {
+TEST_CASE("virtio-blk copy-on-write: snapshot.json records the mode; drive paths are relative to the layer") {
     TempDir t;
     GuestMemory m(1 << 20);
     LayerConfig c;
     c.machine_kind = MachineKind::kLinux;
     c.mem_size_mib = 1;
-    c.drives = {{"rootfs", "/images/root.sqfs", false, true, false}, {"overlay", "overlay.ext4", false, false, true}};
     const std::string dir = t.path + "/snap";
+    c.drives = {{"rootfs", t.path + "/root.sqfs", false, true, false}, {"overlay", dir + "/overlay.ext4", false, false, true}};
     write_full_layer(dir, c, std::vector<uint8_t>(64, 1), m);
     LayerInfo l = read_layer_info(dir);
     REQUIRE(l.config.drives.size() == 2);
-    CHECK(l.config.drives[0].path_on_host == "/images/root.sqfs");
+    CHECK(l.config.drives[0].path_on_host == dir + "/../root.sqfs");
     CHECK(l.config.drives[0].is_read_only);
     CHECK_FALSE(l.config.drives[0].copy_on_write);
     CHECK(l.config.drives[1].path_on_host == dir + "/overlay.ext4");

@@ -45,6 +45,7 @@ struct Flags {
 };
 
 constexpr const char* kOverlayFile = "overlay.ext4";
+constexpr const char* kRootImageFile = "rootfs.img";
 
 // OUT.snap-make.XXXXXX: the overlay and the layer until both are complete; removed
 // unless release()d.
@@ -91,10 +92,11 @@ void make_overlay(const std::string& path, uint64_t mib) {
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) throw Error("mkfs.ext4 " + path + " failed");
 }
 
-// The finished layer in `work`/layer: the overlay moves in, snapshot.json names it by
-// a path relative to the layer and marks it copy-on-write (every clone restored from
-// the layer writes privately), then the layer becomes `out`.
-void adopt_overlay(const WorkDir& work, const std::string& out) {
+// The finished layer in `work`/layer: the root image and the overlay move in,
+// snapshot.json names them by paths relative to the layer and marks the overlay
+// copy-on-write (every clone restored from the layer writes privately), then the
+// layer becomes `out`.
+void adopt_drives(const WorkDir& work, const std::string& out) {
     const std::string layer = work.path() + "/layer";
     const std::string overlay = work.path() + "/" + kOverlayFile;
     {
@@ -102,15 +104,20 @@ void adopt_overlay(const WorkDir& work, const std::string& out) {
         if (::fsync(fd.get()) < 0) throw_errno("fsync " + overlay);
     }
     LayerInfo info = read_layer_info(layer);
-    bool found = false;
-    for (auto& d : info.config.drives)
-        if (d.path_on_host == overlay) {
-            d.path_on_host = kOverlayFile;
-            d.copy_on_write = true;
-            found = true;
-        }
-    if (!found) throw Error("snapshot.json in " + layer + " does not name the overlay " + overlay);
-    if (::rename(overlay.c_str(), (layer + "/" + kOverlayFile).c_str()) < 0) throw_errno("rename " + overlay);
+    size_t found = 0;
+    for (auto& d : info.config.drives) {
+        std::string name = std::filesystem::path(d.path_on_host).lexically_normal().filename().string();
+        if (std::filesystem::path(d.path_on_host).lexically_normal() != std::filesystem::path(work.path()) / name) continue;
+        if (name != kOverlayFile && name != kRootImageFile) continue;
+        d.path_on_host = name;
+        d.copy_on_write = name == kOverlayFile;
+        ++found;
+    }
+    if (found != 2) throw Error("snapshot.json in " + layer + " does not name the root image and the overlay in " + work.path());
+    for (const char* name : {kRootImageFile, kOverlayFile}) {
+        std::string from = work.path() + "/" + name;
+        if (::rename(from.c_str(), (layer + "/" + name).c_str()) < 0) throw_errno("rename " + from);
+    }
     write_file_atomic(layer + "/snapshot.json", encode_layer_json(info));
     fsync_dir(layer);
     if (::renameat2(AT_FDCWD, layer.c_str(), AT_FDCWD, out.c_str(), RENAME_NOREPLACE) < 0) throw_errno("rename " + layer + " to " + out);
@@ -148,11 +155,15 @@ int run(Flags& f) {
     std::unique_ptr<WorkDir> work;
     std::string boot_args = f.boot_args;
     if (!f.rootfs.empty()) {
-        char* abs = ::realpath(f.rootfs.c_str(), nullptr);
-        if (!abs) throw_errno("--rootfs " + f.rootfs);
-        std::string image = abs;
-        ::free(abs);
         work = std::make_unique<WorkDir>(f.out);
+        // The layer keeps the image (a snapshot references no file outside it):
+        // a hard link, or a copy across filesystems.
+        std::string image = work->path() + "/" + kRootImageFile;
+        if (::link(f.rootfs.c_str(), image.c_str()) < 0) {
+            if (errno != EXDEV && errno != EPERM) throw_errno("--rootfs " + f.rootfs);
+            std::error_code ec;
+            if (!std::filesystem::copy_file(f.rootfs, image, ec)) throw SysError("--rootfs " + f.rootfs + ": copy into the layer", ec.value());
+        }
         make_overlay(work->path() + "/" + kOverlayFile, f.overlay_mib);
         m.set_drive(DriveConfig{"rootfs", image, false, true, false});
         m.set_drive(DriveConfig{"overlay", work->path() + "/" + kOverlayFile, false, false, false});
@@ -211,7 +222,7 @@ int run(Flags& f) {
     double write_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t1).count();
     m.stop(0, "snapshot written");
     m.wait_for_exit();
-    if (work) adopt_overlay(*work, f.out);
+    if (work) adopt_drives(*work, f.out);
 
     LayerInfo info = read_layer_info(f.out);
     if (f.common.json) {
