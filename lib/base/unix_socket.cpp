@@ -81,9 +81,15 @@ UnixListener listen_unix(const std::string& path, const std::string& label, int 
     UnixListener l;
     l.fd.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | flags, 0));
     if (!l.fd) throw_errno("socket for " + path);
-    if (::bind(l.fd.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun) != 0) {
-        if (errno == EADDRINUSE) throw AddressInUseError(path, label);
-        throw_errno("bind " + path);
+    // Only the owner may connect, whatever the umask.  (bind takes the mode from the
+    // umask; a chmod by path afterwards could be redirected by a symlink.)
+    mode_t old_umask = ::umask(0177);
+    int rc = ::bind(l.fd.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun);
+    int bind_err = errno;
+    ::umask(old_umask);
+    if (rc != 0) {
+        if (bind_err == EADDRINUSE) throw AddressInUseError(path, label);
+        throw SysError("bind " + path, bind_err);
     }
     struct stat st;
     if (::stat(path.c_str(), &st) != 0) throw_errno("stat " + path);

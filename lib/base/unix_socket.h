@@ -53,7 +53,8 @@ struct UnixListener {
 // Binds SOCK_STREAM | SOCK_CLOEXEC | `flags` at `path` and listens.  A socket file
 // nobody listens on (left by a crashed process) is replaced; a live listener is
 // AddressInUseError naming `label` ("API socket", "vsock"); anything that is not a
-// socket is refused and never deleted.  Other failures: SysError naming the path.
+// socket is refused and never deleted.  The socket file is mode 0600 (its owner and
+// root may connect) before it listens.  Other failures: SysError naming the path.
 UnixListener listen_unix(const std::string& path, const std::string& label, int flags = 0,
                          int backlog = SOMAXCONN);
 

@@ -75,3 +75,16 @@ TEST_CASE("unix socket: a stale socket is replaced, a live one or a file is refu
     ::unlink((dir + "/file").c_str());
     ::rmdir(dir.c_str());
 }
+
+TEST_CASE("unix socket: the socket file is mode 0600 whatever the umask") {
+    std::string dir = temp_dir();
+    mode_t old = ::umask(0);
+    UnixListener l = listen_unix(dir + "/s", "test socket");
+    ::umask(old);
+    struct stat st {};
+    REQUIRE(::stat((dir + "/s").c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0600);
+    CHECK(::umask(old) == old);  // restored
+    l.remove_path();
+    ::rmdir(dir.c_str());
+}
