@@ -26,6 +26,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -332,6 +333,7 @@ int main(int argc, char** argv) {
                         .c_str()) != 0)
         die("snap-make failed: " + slurp(t + "/snap.log"));
     std::ofstream(t + "/creds") << "AKIDBENCH0000000 bench-secret 111111111111\n";
+    std::filesystem::permissions(t + "/creds", std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
     json fns = {{"functions",
                  {{{"name", "lat"}, {"tenant", "111111111111"}, {"memory", 32}, {"timeout", 10}, {"concurrency", 1},
                    {"snapshot", {{"dir", snap}}}},

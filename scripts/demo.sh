@@ -59,6 +59,7 @@ done
 step "3. start assignd (placement + journal) and routerd (Lambda API)"
 AK=AKIDKINDLINGDEMO SK=kindling-demo-secret
 echo "$AK $SK 123456789012" >"$T/credentials"
+chmod 600 "$T/credentials"  # routerd refuses a secrets file others may read
 python3 - "$T" "$FUNCS" >"$T/functions.json" <<'PY'
 import json, sys
 t, funcs = sys.argv[1], sys.argv[2]

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -18,8 +19,6 @@
 #include "base/error.h"
 #include "base/io.h"
 #include "base/log.h"
-
-extern char** environ;
 
 #ifndef P_PIDFD
 #define P_PIDFD 3
@@ -71,6 +70,15 @@ int64_t parent_of(int64_t pid) {
 
 }  // namespace
 
+// ---- ChildEnvironment ----
+
+ChildEnvironment::ChildEnvironment(std::initializer_list<const char*> names) {
+    for (const char* n : names)
+        if (const char* v = std::getenv(n)) vars_.push_back(std::string(n) + "=" + v);
+    for (std::string& v : vars_) ptrs_.push_back(v.data());
+    ptrs_.push_back(nullptr);
+}
+
 // ---- FcLauncher ----
 
 int64_t FcLauncher::spawn(const std::string& id, const std::string& vsock, const std::string& snapshot_dir) {
@@ -111,8 +119,10 @@ int64_t FcLauncher::spawn(const std::string& id, const std::string& vsock, const
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
+    // A VMM needs no variable of assignd's (KINDLING_KVM_DEV: tests' /dev/kvm stand-in).
+    ChildEnvironment env({"KINDLING_KVM_DEV"});
     pid_t pid = 0;
-    int rc = ::posix_spawnp(&pid, fc_launch_.c_str(), &fa, &attr, argv.data(), environ);
+    int rc = ::posix_spawnp(&pid, fc_launch_.c_str(), &fa, &attr, argv.data(), env.envp());
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     if (rc != 0) throw SysError("spawn " + fc_launch_, rc);

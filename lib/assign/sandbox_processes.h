@@ -13,7 +13,9 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <initializer_list>
 #include <string>
+#include <vector>
 
 #include "base/clock.h"
 #include "base/event_loop.h"
@@ -107,6 +109,19 @@ private:
     };
     std::map<std::string, Watched> watched_;          // sandbox id -> its process
     std::map<int64_t, Clock::time_point> stopping_;   // pid -> when to SIGKILL it
+};
+
+// The environment a child of assignd gets: only the variables `names` that are set
+// in assignd's own ("NAME=value" strings), never the rest (secrets, credentials).
+class ChildEnvironment {
+public:
+    explicit ChildEnvironment(std::initializer_list<const char*> names);
+    // A NULL-terminated envp for posix_spawn; valid while this object lives.
+    char** envp() { return ptrs_.data(); }
+
+private:
+    std::vector<std::string> vars_;
+    std::vector<char*> ptrs_;
 };
 
 // The pidfd of `pid` if it is the fc-launch serving `vsock` (checked before and after

@@ -10,11 +10,11 @@
 #include <filesystem>
 #include <vector>
 
+#include "assign/sandbox_processes.h"
 #include "base/error.h"
 #include "base/io.h"
 #include "base/log.h"
 
-extern char** environ;
 
 namespace kindling {
 
@@ -34,8 +34,11 @@ std::string SnapfsMounts::mount(const std::string& manifest, const std::string& 
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_addopen(&fa, 2, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    // Only what its store needs: the layer secrets and S3 credentials.
+    ChildEnvironment env({"KINDLING_CONVERGENCE_SECRET", "KINDLING_TENANT_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                          "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION", "PATH"});
     pid_t pid = 0;
-    int rc = ::posix_spawnp(&pid, snapfs_.c_str(), &fa, nullptr, argv.data(), environ);
+    int rc = ::posix_spawnp(&pid, snapfs_.c_str(), &fa, nullptr, argv.data(), env.envp());
     posix_spawn_file_actions_destroy(&fa);
     if (rc != 0) throw SysError("spawn " + snapfs_, rc);
     int st = 0;

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <random>
 
 #include "base/error.h"
@@ -75,16 +76,29 @@ void pwrite_full(int fd, const void* buf, size_t n, off_t off, const std::string
     }
 }
 
-std::vector<uint8_t> read_file_bytes(const std::string& path) {
+namespace {
+
+std::vector<uint8_t> read_file_bytes(const std::string& path, bool secret) {
     UniqueFd fd = open_file(path, O_RDONLY);
     struct stat st {};
     if (::fstat(fd.get(), &st) < 0) throw_errno(path);
     if (S_ISDIR(st.st_mode)) throw SysError(path, EISDIR, kExitDataErr);
+    if (secret && (st.st_mode & 077)) {
+        char mode[8];
+        std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+        throw ConfigError(path + ": holds secrets but is mode " + mode + ": make it private (chmod 600)");
+    }
     std::vector<uint8_t> out(static_cast<size_t>(st.st_size));
     size_t n = read_full(fd.get(), out.data(), out.size(), path);
     out.resize(n);
     return out;
 }
+
+}  // namespace
+
+std::vector<uint8_t> read_file_bytes(const std::string& path) { return read_file_bytes(path, false); }
+
+std::vector<uint8_t> read_secret_file(const std::string& path) { return read_file_bytes(path, true); }
 
 std::string read_file(const std::string& path) {
     auto b = read_file_bytes(path);

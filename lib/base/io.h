@@ -24,6 +24,9 @@ void write_full(int fd, const void* buf, size_t n, const std::string& what);
 void pwrite_full(int fd, const void* buf, size_t n, off_t off, const std::string& what);
 
 std::string read_file(const std::string& path);
+// A file of secrets (keys, credentials): read like read_file_bytes, but refused with
+// ConfigError when group or others may read or write it, as ssh does.
+std::vector<uint8_t> read_secret_file(const std::string& path);
 std::vector<uint8_t> read_file_bytes(const std::string& path);
 
 // Writes `data` to `path` atomically: temp file in the same directory, fsync,

@@ -65,7 +65,7 @@ Secret parse_secret_hex(std::string_view text, const std::string& what) {
 }
 
 Secret load_secret_file(const std::string& path) {
-    std::vector<uint8_t> raw = read_file_bytes(path);
+    std::vector<uint8_t> raw = read_secret_file(path);
     std::string_view text(reinterpret_cast<const char*>(raw.data()), raw.size());
     auto hex = decode_hex_text(text);
     Secret s(hex && hex->size() >= kMinSecretSize ? std::move(*hex) : std::move(raw));

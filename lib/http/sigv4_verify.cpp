@@ -197,7 +197,10 @@ AccessKeys parse_access_keys(const std::string& text, const std::string& what) {
     return keys;
 }
 
-AccessKeys load_access_keys(const std::string& path) { return parse_access_keys(read_file(path), path); }
+AccessKeys load_access_keys(const std::string& path) {
+    std::vector<uint8_t> text = read_secret_file(path);
+    return parse_access_keys(std::string(text.begin(), text.end()), path);
+}
 
 SigV4Verifier::SigV4Verifier(std::string service, std::chrono::seconds max_skew)
     : service_(std::move(service)), max_skew_(max_skew), keys_(std::make_shared<AccessKeys>()) {}

@@ -15,6 +15,7 @@ cat >"$T/creds" <<EOC
 AKIDALICE0000000 alice-secret 111111111111
 AKIDBOB000000000 bob-secret 222222222222
 EOC
+chmod 600 "$T/creds"
 cat >"$T/functions.json" <<EOC
 {"functions": [
  {"name": "hello", "tenant": "111111111111", "memory": 32, "timeout": 3, "concurrency": 2,

@@ -10,6 +10,7 @@ mk="$ROOT/bench/chunk/mksnap.sh"
 $mk "$T/base" 64 base && $mk "$T/rt" 32 runtime && $mk "$T/fa" 16 fa && $mk "$T/fb" 16 fb || fail "mksnap"
 echo 7e7e7e7e0123456789abcdef0123456789abcdef0123456789abcdef01234567 >"$T/t1.key"
 printf 'tenant-two-raw-key-0123456789abcdef' >"$T/t2.key"
+chmod 600 "$T/t1.key" "$T/t2.key"
 objects() { find "$T/store" -path "$T/store/??/*" -type f | wc -l; }
 bytes() { find "$T/store" -path "$T/store/??/*" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}'; }
 # stored ID [KEYFILE]: the layer's stored bytes.

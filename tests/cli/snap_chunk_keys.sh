@@ -1,7 +1,7 @@
 #!/bin/sh
 # Secrets: a function layer read with another tenant's key fails with a clear error
 # and decrypts nothing; no key at all is a configuration error; keys never come from
-# the command line.
+# the command line; a key file group or others may read is refused.
 . "$(dirname "$0")/../lib.sh"
 SC=$BIN/snap-chunk
 S="dir:$T/store"
@@ -9,13 +9,21 @@ S="dir:$T/store"
 unset KINDLING_CONVERGENCE_SECRET KINDLING_TENANT_KEY
 head -c 32 /dev/urandom >"$T/t1.key"
 head -c 32 /dev/urandom >"$T/t2.key"
+chmod 600 "$T/t1.key" "$T/t2.key"
 
 out=$("$SC" put "$T/snap" --store "$S" --layer function 2>&1); rc=$?
 assert_eq "$rc" "78" "no tenant key: exit status"
 assert_contains "$out" "KINDLING_TENANT_KEY" "no tenant key: names the variable"
 echo 0011 >"$T/short.key"
+chmod 600 "$T/short.key"
 out=$("$SC" put "$T/snap" --store "$S" --layer function --key-file "$T/short.key" 2>&1); rc=$?
 assert_eq "$rc" "78" "short key file: exit status"
+# A key file others may read is refused before it is used.
+cp "$T/t1.key" "$T/open.key"
+chmod 644 "$T/open.key"
+out=$("$SC" put "$T/snap" --store "$S" --layer function --key-file "$T/open.key" 2>&1); rc=$?
+assert_eq "$rc" "78" "key file mode 0644: exit status"
+assert_contains "$out" "$T/open.key: holds secrets but is mode 0644: make it private (chmod 600)" "key file mode 0644"
 
 id=$("$SC" put "$T/snap" --store "$S" --layer function --key-file "$T/t1.key") || fail "put"
 for cmd in "get $id --out $T/out" "verify $id" "stat $id"; do

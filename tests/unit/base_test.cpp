@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
@@ -41,6 +42,22 @@ TEST_CASE("read_file of a missing path names it and maps to EX_NOINPUT") {
         CHECK(std::string(e.what()).find("/nonexistent/kindling") != std::string::npos);
         CHECK(e.exit_code() == kExitNoInput);
     }
+}
+
+TEST_CASE("read_secret_file refuses a file group or others may read, naming it and its mode") {
+    char tmpl[] = "/tmp/kn-secret-XXXXXX";
+    int fd = ::mkstemp(tmpl);
+    REQUIRE(fd >= 0);
+    REQUIRE(::write(fd, "key", 3) == 3);
+    ::close(fd);
+    ::chmod(tmpl, 0600);
+    CHECK(read_secret_file(tmpl).size() == 3);
+    ::chmod(tmpl, 0640);
+    CHECK_THROWS_WITH_AS(read_secret_file(tmpl),
+                         (std::string(tmpl) + ": holds secrets but is mode 0640: make it private (chmod 600)").c_str(), ConfigError);
+    ::chmod(tmpl, 0604);
+    CHECK_THROWS_AS(read_secret_file(tmpl), ConfigError);
+    ::unlink(tmpl);
 }
 
 TEST_CASE("GuestMemory bounds checks are overflow safe") {
