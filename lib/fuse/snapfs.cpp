@@ -96,11 +96,11 @@ struct Snapfs::Impl {
             const Manifest& m = layers[li].manifest;
             fuse_ino_t top = FUSE_ROOT_ID;
             for (const auto& e : m.entries)
-                if (e.path == "." && layers[li].name.empty()) nodes[0].mode = e.mode;
+                if (e.path == "." && layers[li].name.empty()) nodes[0].mode = e.mode & 0777;
             if (!layers[li].name.empty()) {
                 Node d;
                 for (const auto& e : m.entries)
-                    if (e.path == ".") d.mode = e.mode;
+                    if (e.path == ".") d.mode = e.mode & 0777;
                 if (nodes[0].children.count(layers[li].name))
                     throw UsageError("layer name '" + layers[li].name + "' given twice");
                 top = add_child(FUSE_ROOT_ID, layers[li].name, d);
@@ -119,14 +119,14 @@ struct Snapfs::Impl {
                 }
                 Node n;
                 n.is_dir = e.is_dir;
-                n.mode = e.mode & 07777;
+                n.mode = e.mode & 0777;  // never setuid, setgid or sticky: a manifest is input
                 n.size = e.size;
                 n.layer = static_cast<int32_t>(li);
                 n.entry = ei;
                 for (uint32_t k = 0; k < e.chunk_count; ++k)
                     if (!m.chunks[e.first_chunk + k].zero) n.data_bytes += m.chunks[e.first_chunk + k].plain_len;
                 fuse_ino_t ino = add_child(dir, e.path.substr(start), n);
-                if (e.is_dir) nodes[ino - 1].mode = e.mode & 07777;  // created earlier as a parent
+                if (e.is_dir) nodes[ino - 1].mode = e.mode & 0777;  // created earlier as a parent
             }
             seen.emplace_back(m.chunks.size(), false);
         }
@@ -487,7 +487,9 @@ void Snapfs::run(const std::string& mountpoint) {
     if (!fs.opts.prefetch_path.empty()) prefetch = read_snapfs_access_log(fs.opts.prefetch_path, fs.layers);
 
     std::string fsname = "snapfs:" + fs.layers.front().id.hex().substr(0, 16);
-    std::string mount_opts = "ro,default_permissions,fsname=" + fsname + ",subtype=snapfs";
+    // nosuid,nodev: a layer's files are data, whatever a manifest says (modes are
+    // masked to 0777 as well).
+    std::string mount_opts = "ro,nosuid,nodev,default_permissions,fsname=" + fsname + ",subtype=snapfs";
     if (::getuid() == 0) mount_opts += ",allow_other";
     std::vector<std::string> argv_s = {"snapfs", "-o", mount_opts};
     std::vector<char*> argv;

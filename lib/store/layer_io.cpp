@@ -119,7 +119,7 @@ void scan_dir(const std::string& root, const std::string& rel, std::vector<Manif
         if (::lstat(p.c_str(), &st) < 0) throw_errno(p);
         ManifestEntry e;
         e.path = r;
-        e.mode = st.st_mode & 07777;
+        e.mode = st.st_mode & 0777;  // setuid, setgid and sticky bits are not stored
         if (S_ISDIR(st.st_mode)) {
             e.is_dir = true;
             out.push_back(e);
@@ -257,7 +257,7 @@ PutResult put_layer(const std::string& snapdir, Store& store, const LayerKeys& k
     m.parent = opts.parent;
     m.zstd_level = opts.zstd_level;
     m.zstd_version = opts.zstd_level ? ChunkSealer::zstd_version() : 0;
-    m.entries.push_back({".", true, root_st.st_mode & 07777u, 0, 0, 0});
+    m.entries.push_back({".", true, root_st.st_mode & 0777u, 0, 0, 0});
     scan_dir(snapdir, ".", m.entries);
 
     struct Task {
@@ -488,7 +488,7 @@ void get_layer(Store& store, const Manifest& m, const std::string& out_dir, cons
         for (uint32_t i = 0; i < m.entries.size(); ++i) {
             if (!fds[i]) continue;
             if (opts.sync && ::fsync(fds[i].get()) < 0) throw_errno("fsync " + out + "/" + m.entries[i].path);
-            if (::fchmod(fds[i].get(), m.entries[i].mode) < 0) throw_errno("chmod " + out + "/" + m.entries[i].path);
+            if (::fchmod(fds[i].get(), m.entries[i].mode & 0777) < 0) throw_errno("chmod " + out + "/" + m.entries[i].path);
             fds[i].reset();
         }
         // Deepest directories first, so a read-only directory is filled before it closes.
@@ -498,12 +498,12 @@ void get_layer(Store& store, const Manifest& m, const std::string& out_dir, cons
             if (opts.sync) fsync_dir(p);
             const auto* e = &*std::find_if(m.entries.begin(), m.entries.end(),
                                            [&](const ManifestEntry& x) { return x.path == d; });
-            if (::chmod(p.c_str(), e->mode) < 0) throw_errno("chmod " + p);
+            if (::chmod(p.c_str(), e->mode & 0777) < 0) throw_errno("chmod " + p);
         }
         if (opts.sync) fsync_dir(tmp);
         uint32_t root_mode = 0755;
         for (const auto& e : m.entries)
-            if (e.path == ".") root_mode = e.mode;
+            if (e.path == ".") root_mode = e.mode & 0777;  // a manifest's setuid bits are never applied
         if (::chmod(tmp.c_str(), root_mode) < 0) throw_errno("chmod " + tmp);
         if (::rename(tmp.c_str(), out.c_str()) < 0) throw_errno("rename " + tmp + " to " + out);
         if (opts.sync) fsync_dir(parent);
