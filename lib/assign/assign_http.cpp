@@ -102,6 +102,7 @@ void AssignHttpApi::handle(const HttpRequest& req, HttpResponder respond) {
 // through it.
 void AssignHttpApi::acquire(const HttpRequest& req, HttpResponder& respond) {
     AcquireRequest r = parse_acquire(req);
+    if (!r.snapshot_dir.empty()) assigner_.check_snapshot_dir(r.snapshot_dir);
     assigner_.acquire(std::move(r), [respond = std::move(respond), &a = assigner_](AcquireResult res) {
         switch (res.kind) {
         case AcquireResult::kAcquired: {

@@ -107,6 +107,18 @@ void Assigner::rebuild() {
     log_info("journal %s: %zu sandboxes alive, %zu dead", journal_.describe().c_str(), alive, lost);
 }
 
+void Assigner::check_snapshot_dir(const std::string& dir) const {
+    if (opt_.snapshot_roots.empty()) return;
+    std::error_code ec;
+    std::filesystem::path d = std::filesystem::weakly_canonical(dir, ec);
+    for (const std::string& root : opt_.snapshot_roots) {
+        std::filesystem::path r = std::filesystem::weakly_canonical(root, ec);
+        auto [ri, di] = std::mismatch(r.begin(), r.end(), d.begin(), d.end());
+        if (ri == r.end() || (ri->empty() && std::next(ri) == r.end())) return;
+    }
+    throw DataError("snapshot dir " + dir + " is outside every --snapshot-root");
+}
+
 void Assigner::start() { timer_ = std::thread([this] { timer_loop(); }); }
 
 // ---- the timer thread ----

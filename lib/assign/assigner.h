@@ -42,6 +42,8 @@ struct AssignOptions {
     int64_t ready_timeout_ms = 10000;  // restore until the vsock socket accepts
     int64_t stop_timeout_ms = 3000;    // SIGTERM -> SIGKILL
     SandboxJail jail;                  // jail every sandbox (fc-launch --jail) if jail.root is set
+    // An acquire's snapshot dir must lie in one of these (resolved); empty: anywhere.
+    std::vector<std::string> snapshot_roots;
 };
 
 struct AcquireRequest {
@@ -114,6 +116,9 @@ public:
     // either before acquire() returns (a warm sandbox, no time to wait, stopping) or
     // later from another thread (a restore, a sandbox freed up, the wait ran out).
     void acquire(AcquireRequest request, AcquireCallback done);
+    // Throws DataError unless `dir` (resolved through symlinks) lies in one of the
+    // options' snapshot_roots (when any are set).
+    void check_snapshot_dir(const std::string& dir) const;
     // Ends a lease.  Returns "" or, for an unknown lease, why it is unknown ("unknown
     // or already released", or the death of its sandbox).
     std::string release(const std::string& lease, ReleaseOutcome outcome);

@@ -26,6 +26,7 @@ struct Flags {
     double ready_timeout = 10;
     std::string fc_launch, snapfs;
     std::string jail, jail_netns;
+    std::vector<std::string> snapshot_roots;
     uint32_t jail_uid = 0, jail_gid = 0;
 };
 
@@ -58,6 +59,7 @@ int run(Flags& f) {
     o.capacity = f.capacity;
     o.idle_ttl_ms = static_cast<int64_t>(f.idle_ttl * 1000);
     o.ready_timeout_ms = static_cast<int64_t>(f.ready_timeout * 1000);
+    o.snapshot_roots = f.snapshot_roots;
     if (!f.jail.empty()) {
         if (f.jail_uid == 0 || f.jail_gid == 0) throw UsageError("--jail needs --jail-uid and --jail-gid (not 0)");
         if (::geteuid() != 0) throw Error("--jail needs root (fc-launch --jail does)", kExitNoPerm);
@@ -104,6 +106,8 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(0.1, 3600.0));
     app.add_option("--fc-launch", f.fc_launch, "fc-launch binary (default: next to assignd, else $PATH)");
     app.add_option("--snapfs", f.snapfs, "snapfs binary (default: next to assignd, else $PATH)");
+    app.add_option("--snapshot-root", f.snapshot_roots,
+                   "Restore only snapshot dirs inside DIR (repeatable; default: any absolute dir)");
     app.add_option("--jail", f.jail, "Jail every sandbox: fc-launch --jail DIR/sb-N (root only; see assignd(1))");
     app.add_option("--jail-uid", f.jail_uid, "--jail: sandbox sb-N runs as uid FIRST + N % 65536")
         ->check(CLI::Range(1u, 4294967295u - 65536u));
