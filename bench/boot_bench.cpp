@@ -34,11 +34,14 @@ using bench::wait_exit;
 
 std::vector<double> g_listen_us, g_accept_us;  // spawn -> VMM listening; -> guest accepted
 
-double cold_start_once(const std::string& fc, const std::string& elf, const std::string& uds) {
+double cold_start_once(const std::string& fc, const std::string& elf, const std::string& uds,
+                       const std::vector<std::string>& extra = {}) {
     ::unlink(uds.c_str());
     int devnull = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+    std::vector<std::string> args = {fc, "--kernel", elf, "--vsock", uds, "--mem", "32", "-q"};
+    args.insert(args.end(), extra.begin(), extra.end());
     auto t0 = Clock::now();
-    pid_t pid = spawn({fc, "--kernel", elf, "--vsock", uds, "--mem", "32", "-q"}, -1, devnull);
+    pid_t pid = spawn(args, -1, devnull);
     bench::VsockClient c;
     if (!connect_retry(c, uds)) {
         std::fprintf(stderr, "boot-bench: could not connect to %s\n", uds.c_str());
@@ -47,8 +50,10 @@ double cold_start_once(const std::string& fc, const std::string& elf, const std:
     double accepted = us_since(t0);
     std::string r = c.invoke("{\"bench\":1}");
     double us = us_since(t0);
-    g_listen_us.push_back(std::chrono::duration<double, std::micro>(c.connected_at - t0).count());
-    g_accept_us.push_back(accepted);
+    if (extra.empty()) {  // the baseline's breakdown
+        g_listen_us.push_back(std::chrono::duration<double, std::micro>(c.connected_at - t0).count());
+        g_accept_us.push_back(accepted);
+    }
     c.send_raw("EXIT 0\n");
     int rc = wait_exit(pid);
     ::close(devnull);
@@ -108,22 +113,50 @@ void rss_of(pid_t pid, uint64_t guest_kib, uint64_t& total, uint64_t& guest, uin
 
 int main(int argc, char** argv) {
     if (argc < 2) {
-        std::fprintf(stderr, "usage: boot-bench BUILD_DIR [RUNS]\n");
+        std::fprintf(stderr, "usage: boot-bench BUILD_DIR [RUNS [NAME=FC-LAUNCH-ARGS...]]\n");
         return 64;
     }
+    // Variants: cold starts with more fc-launch flags (space-separated; {tmp} is this
+    // run's temp dir), each run next to a baseline run, compared pairwise.
+    struct Variant {
+        std::string name;
+        std::vector<std::string> args;
+        std::vector<double> us, added_us;
+    };
+    std::vector<Variant> variants;
     std::string o = argv[1];
     int runs = argc > 2 ? std::atoi(argv[2]) : 30;
     std::string fc = o + "/bin/fc-launch", elf = o + "/guest/hello.elf", native = o + "/guest/native/hello";
     char tmpl[] = "/tmp/boot-bench.XXXXXX";
     std::string dir = ::mkdtemp(tmpl);
     std::string uds = dir + "/v.sock";
+    for (int i = 3; i < argc; ++i) {
+        std::string spec = argv[i];
+        size_t eq = spec.find('=');
+        if (eq == std::string::npos) {
+            std::fprintf(stderr, "boot-bench: variant '%s': expected NAME=ARGS\n", argv[i]);
+            return 64;
+        }
+        Variant v{spec.substr(0, eq), {}, {}, {}};
+        std::istringstream words(spec.substr(eq + 1));
+        for (std::string w; words >> w;) {
+            if (size_t t = w.find("{tmp}"); t != std::string::npos) w.replace(t, 5, dir);
+            v.args.push_back(w);
+        }
+        variants.push_back(std::move(v));
+    }
 
     std::printf("bench/boot: %d runs each (times in ms unless noted)\n", runs);
     cold_start_once(fc, elf, uds);  // warm the page cache and KVM module state
+    for (Variant& v : variants) cold_start_once(fc, elf, uds, v.args);
     std::vector<double> cold, nat;
     for (int i = 0; i < runs; ++i) {
         cold.push_back(cold_start_once(fc, elf, uds));
         nat.push_back(native_once(native));
+        for (Variant& v : variants) {
+            v.us.push_back(cold_start_once(fc, elf, uds, v.args));
+            v.added_us.push_back(v.us.back() - cold.back());
+        }
     }
     Summary sc = summarize(cold), sn = summarize(nat);
     print_row("nano cold start -> first answer", sc, "ms", 1000);
@@ -131,6 +164,12 @@ int main(int argc, char** argv) {
     std::printf("  ratio cold/native (p50): %.1fx   goal: cold start <= 2 ms\n", sc.p50 / sn.p50);
     std::printf("    of which: spawn -> VMM listening p50 %.2f ms, -> guest accepted CONNECT p50 %.2f ms\n",
                 summarize(g_listen_us).p50 / 1000, summarize(g_accept_us).p50 / 1000);
+    for (const Variant& v : variants) {
+        std::string name = "cold start with " + v.name;
+        print_row(name.c_str(), summarize(v.us), "ms", 1000);
+        print_row("  added (paired with the baseline)", summarize(v.added_us), "ms", 1000);
+    }
+    if (!variants.empty() && std::getenv("BOOT_COLD_ONLY")) return 0;
 
     // Warm invokes on one VM, with the exit counters from --json.
     ::unlink(uds.c_str());
