@@ -97,6 +97,12 @@ void enter_thread(ThreadKind kind, const char* name) {
     if (name) ::pthread_setname_np(::pthread_self(), name);
     t_kind = thread_kind_name(kind);
     if (!thread_filters_enabled()) return;
+#if defined(__SANITIZE_ADDRESS__)
+    // LeakSanitizer's exit-time check runs on the main thread, and its ptrace tracer
+    // under the main thread's filter hangs the exit (found with a probe; the call it
+    // needs is not yet known): sanitizer builds leave the main thread unfiltered.
+    if (kind == ThreadKind::kVmm) return;
+#endif
     auto t0 = std::chrono::steady_clock::now();
     install_thread_filter(kind);
     log_debug("seccomp: %s thread's filter installed in %.0f us", t_kind,
