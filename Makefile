@@ -224,6 +224,7 @@ check: deps
 	@# so no test's time limit has to cover a kernel build.
 	guest/linux/build.sh >/dev/null || echo "check: guest kernel build failed; linux tests will skip" >&2
 	@set +e; start=$$(date +%s); \
+	KINDLING_TALLY=$(CURDIR)/$(O)/check-tally; export KINDLING_TALLY; rm -f $$KINDLING_TALLY; \
 	if [ -n "$(CHECK_SAN)" ]; then \
 		( nice -n 19 $(MAKE) -j2 O=$(SAN_O) SAN=$(CHECK_SAN) all >$(O)/check-san-build.log 2>&1; \
 		  echo $$? >$(O)/check-san-build.rc ) & \
@@ -234,15 +235,18 @@ check: deps
 	san=0; if [ -n "$(CHECK_SAN)" ]; then \
 		if [ "$$(cat $(O)/check-san-build.rc)" != 0 ]; then \
 			tail -n 30 $(O)/check-san-build.log; echo "check: sanitizer build failed" >&2; san=1; \
+			echo "0 1 0" >>$$KINDLING_TALLY; \
 		else \
 			r=$(CURDIR)/$(SAN_O)/san-reports; rm -rf $$r; mkdir -p $$r; s=$$(date +%s); \
 			ASAN_OPTIONS=log_path=$$r/asan UBSAN_OPTIONS=log_path=$$r/ubsan:print_stacktrace=1:halt_on_error=1 \
 				tests/run.sh $(SAN_O) '$(SAN_TESTS)'; san=$$?; \
 			echo "check: tests under $(CHECK_SAN): $$(( $$(date +%s) - s )) s"; \
-			if [ -n "$$(ls $$r)" ]; then head -n 40 $$r/*; echo "check: sanitizer reports above ($$r)" >&2; san=1; fi; \
+			if [ -n "$$(ls $$r)" ]; then head -n 40 $$r/*; echo "check: sanitizer reports above ($$r)" >&2; san=1; \
+				echo "0 1 0" >>$$KINDLING_TALLY; fi; \
 		fi; \
 	fi; \
-	echo "check: $$(( $$(date +%s) - start )) s of tests"; \
+	echo "check: $$(( $$(date +%s) - start )) s of tests (the runs above, summed below; a failed sanitizer build or a report counts as a failure)"; \
+	awk '{ p += $$1; f += $$2; s += $$3 } END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' $$KINDLING_TALLY; \
 	[ $$linux = 0 ] && [ $$rest = 0 ] && [ $$san = 0 ]
 
 demo: deps

@@ -8,7 +8,8 @@
 #              PASS/FAIL/SKIP block is printed whole when it ends.  A test with a line
 #              "# serial: REASON" (heavy, or timing that other tests would disturb)
 #              runs alone, after the others.
-# Exits non-zero if any test failed.
+# Exits non-zero if any test failed.  With KINDLING_TALLY=FILE set, also appends
+# "PASSED FAILED SKIPPED" to FILE (make check sums its runs into one last line).
 usage() { echo "usage: tests/run.sh [-j N] [-x EXCLUDE] [BUILD_DIR] [PATTERN]" >&2; exit 2; }
 jobs=1
 exclude=""
@@ -115,4 +116,5 @@ for t in $serial; do
 done
 [ -n "$failed" ] && echo "failed:$failed"
 echo "$pass passed, $fail failed, $skipn skipped"
+[ -n "${KINDLING_TALLY:-}" ] && echo "$pass $fail $skipn" >>"$KINDLING_TALLY"
 [ "$fail" -eq 0 ]
