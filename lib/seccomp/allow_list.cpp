@@ -91,7 +91,7 @@ void add_vmm(Rules& r) {
 void add_api(Rules& r) {
     add_devices(r);
     add_vmm(r);
-    add(r, {SYS_epoll_create1, SYS_eventfd2, SYS_timerfd_create, SYS_accept, SYS_recvmsg, SYS_bind, SYS_listen,
+    add(r, {SYS_epoll_create1, SYS_eventfd2, SYS_timerfd_create, SYS_accept, SYS_recvmsg, SYS_bind, SYS_umask, SYS_listen,
             SYS_getsockname, SYS_getpeername, SYS_setsockopt, SYS_getsockopt, SYS_fcntl, SYS_dup, SYS_dup3,
             SYS_stat, SYS_lstat, SYS_statx, SYS_readlink, SYS_readlinkat, SYS_access, SYS_faccessat,
             SYS_faccessat2, SYS_getdents64, SYS_mkdir, SYS_mkdirat, SYS_rmdir, SYS_ftruncate, SYS_fallocate,

@@ -35,7 +35,7 @@ import json, sys
 d = json.load(open(sys.argv[1]))["devices"]["drives"]
 assert [(x["drive_id"], x["is_read_only"], x["copy_on_write"]) for x in d] == \
     [("rootfs", True, False), ("overlay", False, True)], d
-assert d[0]["path_on_host"].endswith("/root.sqfs") and d[1]["path_on_host"] == "overlay.ext4", d
+assert d[0]["path_on_host"] == "rootfs.img" and d[1]["path_on_host"] == "overlay.ext4", d
 PY
 sum_before=$(sha256sum <"$T/snap/overlay.ext4")
 

@@ -4,6 +4,7 @@
 // without an Authorization header is signed here with a known key at the current
 // time, so mutations of paths, queries, headers and bodies get past SigV4.  The last
 // byte picks an InvokeResult kind for invoke_response.
+#include <filesystem>
 #include <ctime>
 #include <fstream>
 #include <memory>
@@ -36,6 +37,7 @@ struct Fixture {
   {"name": "other", "tenant": "444455556666", "snapshot": {"dir": "/snap/other"}}]})";
         std::ofstream(dir.path + "/credentials") << "AKIDKINDLINGTEST kindling/Secret+Key0123 111122223333\n"
                                                     "AKIDOTHER other-secret 444455556666\n";
+        std::filesystem::permissions(dir.path + "/credentials", std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
         api = std::make_unique<LambdaApi>(dir.path + "/functions.json", dir.path + "/credentials", metrics);
     }
 };
