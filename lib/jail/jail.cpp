@@ -34,6 +34,14 @@ void set_rlimit(int resource, uint64_t value, const char* name) {
     check(::setrlimit(resource, &r), std::string("setrlimit ") + name);
 }
 
+// The signals the relay waits for: the three it forwards, and SIGCHLD.
+sigset_t relayed_signals() {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGCHLD}) sigaddset(&set, sig);
+    return set;
+}
+
 std::string basename_of(const std::string& path) {
     std::string p = path;
     while (p.size() > 1 && p.back() == '/') p.pop_back();
@@ -82,9 +90,7 @@ std::optional<int> Jail::spawn() {
     }
 
     // The relay waits for these synchronously; the VMM gets the caller's mask back.
-    sigset_t relayed, old;
-    sigemptyset(&relayed);
-    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGCHLD}) sigaddset(&relayed, sig);
+    sigset_t relayed = relayed_signals(), old;
     pthread_sigmask(SIG_BLOCK, &relayed, &old);
     // The relay stays in the caller's pid namespace; its (only) child starts a new one.
     check(::unshare(CLONE_NEWPID), "new pid namespace");
@@ -105,9 +111,7 @@ std::optional<int> Jail::spawn() {
 }
 
 int Jail::relay(pid_t vmm) {
-    sigset_t relayed;
-    sigemptyset(&relayed);
-    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGCHLD}) sigaddset(&relayed, sig);
+    const sigset_t relayed = relayed_signals();
     int status = 0;
     for (;;) {
         siginfo_t si{};
