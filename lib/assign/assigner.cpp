@@ -8,6 +8,7 @@
 
 #include "assign/journal.h"
 #include "base/error.h"
+#include "base/io.h"
 #include "base/log.h"
 #include "base/unix_socket.h"
 
@@ -109,13 +110,8 @@ void Assigner::rebuild() {
 
 void Assigner::check_snapshot_dir(const std::string& dir) const {
     if (opt_.snapshot_roots.empty()) return;
-    std::error_code ec;
-    std::filesystem::path d = std::filesystem::weakly_canonical(dir, ec);
-    for (const std::string& root : opt_.snapshot_roots) {
-        std::filesystem::path r = std::filesystem::weakly_canonical(root, ec);
-        auto [ri, di] = std::mismatch(r.begin(), r.end(), d.begin(), d.end());
-        if (ri == r.end() || (ri->empty() && std::next(ri) == r.end())) return;
-    }
+    for (const std::string& root : opt_.snapshot_roots)
+        if (path_within(root, dir)) return;
     throw DataError("snapshot dir " + dir + " is outside every --snapshot-root");
 }
 

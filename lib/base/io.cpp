@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <filesystem>
 #include <random>
 
 #include "base/error.h"
@@ -103,6 +104,23 @@ std::vector<uint8_t> read_secret_file(const std::string& path) { return read_fil
 std::string read_file(const std::string& path) {
     auto b = read_file_bytes(path);
     return std::string(b.begin(), b.end());
+}
+
+std::string resolve_path(const std::string& path) {
+    std::error_code ec;
+    std::filesystem::path abs = std::filesystem::absolute(path, ec);
+    std::filesystem::path c = ec ? abs : std::filesystem::weakly_canonical(abs, ec);
+    return (ec ? abs.lexically_normal() : c).string();
+}
+
+bool path_within(const std::string& root, const std::string& path) {
+    std::filesystem::path r = resolve_path(root), p = resolve_path(path);
+    auto ri = r.begin(), pi = p.begin();
+    for (; ri != r.end(); ++ri, ++pi) {
+        if (ri->empty()) continue;  // a trailing separator
+        if (pi == p.end() || *ri != *pi) return false;
+    }
+    return true;
 }
 
 std::string dirname_of(const std::string& path) {

@@ -36,5 +36,11 @@ void write_file_atomic(const std::string& path, std::string_view data, mode_t mo
 
 void fsync_dir(const std::string& dir);
 std::string dirname_of(const std::string& path);
+// `path` absolute, with symlinks and ".." resolved as the kernel will resolve them
+// (a tail that does not exist yet lexically).
+std::string resolve_path(const std::string& path);
+// Whether `path` is `root` or lies below it, both resolved through symlinks and ".."
+// first (as the kernel will resolve them; missing tails lexically).
+bool path_within(const std::string& root, const std::string& path);
 
 }  // namespace kindling

@@ -245,37 +245,18 @@ void check_layer_crc(const std::string& path, uint32_t expected, uint32_t actual
         throw DataError(path + ": CRC32C mismatch (snapshot.json " + hex32(expected) + ", file " + hex32(actual) + ")");
 }
 
-namespace {
-
-std::filesystem::path resolved(const std::string& path) {
-    std::error_code ec;
-    std::filesystem::path abs = std::filesystem::absolute(path, ec);
-    std::filesystem::path c = ec ? abs : std::filesystem::weakly_canonical(abs, ec);
-    return ec ? abs.lexically_normal() : c;
-}
-
-}  // namespace
-
 std::string layer_scope(const std::string& dir) {
-    std::filesystem::path d = resolved(dir);
+    std::filesystem::path d = resolve_path(dir);
     return (d.has_filename() ? d.parent_path() : d.parent_path().parent_path()).string();
 }
 
-bool in_layer_scope(const std::string& scope, const std::string& path) {
-    std::filesystem::path s(scope), p = resolved(path);
-    auto si = s.begin(), pi = p.begin();
-    for (; si != s.end(); ++si, ++pi) {
-        if (si->empty()) continue;  // a trailing separator
-        if (pi == p.end() || *si != *pi) return false;
-    }
-    return true;
-}
+bool in_layer_scope(const std::string& scope, const std::string& path) { return path_within(scope, path); }
 
 std::string layer_reference(const std::string& dir, const std::string& path, const std::string& what) {
     if (!in_layer_scope(layer_scope(dir), path))
         throw UsageError("snapshot: " + what + " " + path + " is outside " + layer_scope(dir) +
                          ": a layer may only reference files beside it or below (a restore would refuse it)");
-    return resolved(path).lexically_relative(resolved(dir)).string();
+    return std::filesystem::path(resolve_path(path)).lexically_relative(resolve_path(dir)).string();
 }
 
 }  // namespace kindling
