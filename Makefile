@@ -69,6 +69,12 @@ else
 # per process start, a fifth of the nano cold-start budget (measured, bench/boot).
 # (Not with sanitizers: their runtimes replace operator new and want it shared.)
 LDFLAGS += -static-libstdc++
+# fc-launch fully static (static-pie keeps ASLR): no ld.so, libc and libm to map
+# and bind per start, and none of their pages in each VMM's RSS (bench/boot).
+# It resolves no host names (no NSS) and links none of $(PKGS).
+# (GCC 12's driver links dynamically when -static-libstdc++ comes with -static-pie.)
+$(O)/bin/fc-launch: LDFLAGS := $(filter-out -static-libstdc++,$(LDFLAGS)) -static-pie
+$(O)/bin/fc-launch: PKG_LIBS :=
 endif
 
 # Every object depends on $(FLAGS_STAMP), which changes (and so recompiles them) only
