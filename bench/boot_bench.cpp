@@ -90,26 +90,31 @@ double native_once(const std::string& exe) {
     return us;
 }
 
-// RSS of the whole process and of its guest-memory mapping (the mapping whose
-// size equals the guest memory), from /proc/PID/smaps, in KiB.
+// RSS of the whole process, of its guest memory, and the anonymous RSS outside the
+// guest, from /proc/PID/smaps, in KiB.
 void rss_of(pid_t pid, uint64_t guest_kib, uint64_t& total, uint64_t& guest, uint64_t& anonymous) {
     std::ifstream f("/proc/" + std::to_string(pid) + "/smaps");
     std::string line;
-    bool in_guest = false;
     total = guest = anonymous = 0;
+    uint64_t size = 0, rss = 0, anon = 0;
     while (std::getline(f, line)) {
         std::istringstream is(line);
         std::string key;
-        uint64_t v;
-        is >> key >> v;
-        if (key == "Size:") in_guest = v == guest_kib;
+        is >> key;
+        uint64_t v = 0;
+        if (key == "Size:" && is >> v) size = v;
+        if (key == "Rss:" && is >> v) rss = v;
         // Anonymous, not Private_Dirty: the pages of a freshly linked binary are still
         // dirty in the page cache and would count as the VMM's own.
-        if (key == "Anonymous:" && !in_guest) anonymous += v;
-        if (key == "Rss:") {
-            total += v;
-            if (in_guest) guest += v;
-        }
+        if (key == "Anonymous:" && is >> v) anon = v;
+        if (key != "VmFlags:") continue;  // the last line of a mapping
+        // Guest RAM carries a huge-page advice (hg or nh; a nano boot splits it into
+        // three mappings, fc-launch's nano_small_pages), or has the guest's size.
+        bool in_guest = size == guest_kib || line.find(" hg") != std::string::npos ||
+                        line.find(" nh") != std::string::npos;
+        total += rss;
+        if (in_guest) guest += rss;
+        else anonymous += anon;
     }
 }
 

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/sysinfo.h>
 #include <time.h>
 
@@ -78,6 +79,18 @@ void set_lapic_lint(Vcpu& v) {
     set_mode(0x350, 7);  // LVT LINT0: ExtINT
     set_mode(0x360, 4);  // LVT LINT1: NMI
     if (::ioctl(v.fd(), KVM_SET_LAPIC, &st) < 0) throw_errno("KVM_SET_LAPIC");
+}
+
+// A nano boot writes its image, page tables and boot info into the first 2 MiB and
+// starts its stack at the top: 4 KiB pages there, so the start does not fault in and
+// zero two 2 MiB pages for a few KiB (hello: cold start 3.5 -> 2.8 ms, bench/boot).
+// The heap between keeps huge pages: a guest that fills memory gets one host fault
+// per 2 MiB (init-heavy's table with 4 KiB pages: 470 -> 700 ms).
+void nano_small_pages(GuestMemory& mem) {
+    constexpr uint64_t kTwoMiB = 2ull << 20;
+    if (mem.size() < 2 * kTwoMiB) return;
+    ::madvise(mem.base(), kTwoMiB, MADV_NOHUGEPAGE);
+    ::madvise(mem.base() + mem.size() - kTwoMiB, kTwoMiB, MADV_NOHUGEPAGE);
 }
 
 }  // namespace
@@ -261,6 +274,7 @@ void Machine::build() {
 
     kvm_ = std::make_unique<Kvm>();
     mem_ = std::make_unique<GuestMemory>(mem_bytes);
+    if (nano_) nano_small_pages(*mem_);
     vm_ = std::make_unique<Vm>(*kvm_);
     vm_->set_memory(*mem_, c.machine.track_dirty_pages);
     if (!nano_) vm_->create_irqchip_and_pit();
